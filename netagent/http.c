@@ -1,0 +1,730 @@
+/* Socket side of the HTTP server: accept, TLS over memory BIOs, timeouts,
+ * connection cap, replies and SSE streams. Parsing lives in http_msg.c. */
+#include "netagent/http.h"
+#include "netagent/http_msg.h"
+#include "netagent/log.h"
+#include "netagent/util.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#define MAX_LISTENERS  4
+#define READ_HIGHWATER (2 * 1024 * 1024)
+/* An SSE client that lets this much pile up is too slow to keep. */
+#define STREAM_HIGHWATER (4 * 1024 * 1024)
+
+enum cstate { C_READING, C_HANDLING, C_STREAMING };
+
+struct listener {
+	union {
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+		uv_stream_t s;
+		uv_handle_t h;
+	} u;
+	na_http_t *srv;
+	SSL_CTX *ctx;
+	int is_unix;
+	int open;
+};
+
+struct conn {
+	union {
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+		uv_stream_t s;
+		uv_handle_t h;
+	} u;
+	uv_timer_t timer;
+	na_http_t *srv;
+	struct conn *prev, *next;
+	SSL *ssl;
+	BIO *rbio, *wbio;
+	int handshaken;
+	na_msg_t msg;
+	char *pending;
+	size_t pending_len;
+	na_req_t req;
+	char peer[128];
+	enum cstate state;
+	int closing, handles_open, in_process, reading, shutdown_after_write;
+	na_stream_close_fn on_close;
+	void *on_close_ud;
+};
+
+struct na_http {
+	uv_loop_t *loop;
+	na_api_t *api;
+	na_http_opts_t opts;
+	struct listener ls[MAX_LISTENERS];
+	int nls, ls_open;
+	struct conn *conns;
+	unsigned nconns;
+	int draining;
+	void (*drain_done)(void *);
+	void *drain_ud;
+};
+
+static void conn_close(struct conn *c);
+static void conn_process(struct conn *c);
+
+/* ---- writes ------------------------------------------------------------ */
+
+struct wreq {
+	uv_write_t w;
+	struct conn *c;
+	char data[];
+};
+
+static void after_shutdown(uv_shutdown_t *r, int status)
+{
+	(void)status;
+	struct conn *c = r->data;
+	free(r);
+	conn_close(c);
+}
+
+static void after_write(uv_write_t *w, int status)
+{
+	struct wreq *r = (struct wreq *)w;
+	struct conn *c = r->c;
+	free(r);
+	if (status < 0 || c->closing)
+		return;
+	if (c->shutdown_after_write && uv_stream_get_write_queue_size(&c->u.s) == 0) {
+		c->shutdown_after_write = 0;
+		uv_shutdown_t *s = malloc(sizeof(*s));
+		if (!s || (s->data = c, uv_shutdown(s, &c->u.s, after_shutdown) < 0)) {
+			free(s);
+			conn_close(c);
+		}
+	}
+}
+
+static int raw_write(struct conn *c, const char *data, size_t len)
+{
+	if (c->closing || len == 0)
+		return c->closing ? -1 : 0;
+	struct wreq *r = malloc(sizeof(*r) + len);
+	if (!r)
+		return -1;
+	memcpy(r->data, data, len);
+	r->c = c;
+	uv_buf_t b = uv_buf_init(r->data, (unsigned)len);
+	if (uv_write(&r->w, &c->u.s, &b, 1, after_write) < 0) {
+		free(r);
+		conn_close(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Moves whatever OpenSSL produced (handshake records, data, alerts) to the socket. */
+static int flush_tls(struct conn *c)
+{
+	char buf[16384];
+	int n;
+	while ((n = BIO_read(c->wbio, buf, sizeof(buf))) > 0)
+		if (raw_write(c, buf, (size_t)n) < 0)
+			return -1;
+	return 0;
+}
+
+static int conn_write(struct conn *c, const char *data, size_t len)
+{
+	if (!c->ssl)
+		return raw_write(c, data, len);
+	while (len > 0) {
+		int n = SSL_write(c->ssl, data, len > INT_MAX ? INT_MAX : (int)len);
+		if (n <= 0)
+			return -1;
+		data += n;
+		len -= (size_t)n;
+	}
+	return flush_tls(c);
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static void conn_free_if_done(struct conn *c)
+{
+	if (!c->closing || c->handles_open > 0 || c->state == C_HANDLING)
+		return;
+	na_http_t *h = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	h->nconns--;
+	if (c->ssl)
+		SSL_free(c->ssl); /* frees both BIOs */
+	na_msg_reset(&c->msg);
+	free(c->pending);
+	free(c);
+	if (h->draining && h->nconns == 0 && h->ls_open == 0 && h->drain_done) {
+		void (*done)(void *) = h->drain_done;
+		h->drain_done = NULL;
+		done(h->drain_ud);
+	}
+}
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+	struct conn *c = hd->data;
+	c->handles_open--;
+	conn_free_if_done(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	if (c->state == C_STREAMING && c->on_close) {
+		na_stream_close_fn fn = c->on_close;
+		c->on_close = NULL;
+		fn(&c->req, c->on_close_ud);
+	}
+	uv_close(&c->u.h, on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* Graceful end: TLS close_notify, then FIN once queued writes are out. */
+static void conn_end(struct conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->ssl && c->handshaken) {
+		SSL_shutdown(c->ssl);
+		flush_tls(c);
+	}
+	uv_read_stop(&c->u.s);
+	c->reading = 0;
+	if (uv_stream_get_write_queue_size(&c->u.s) == 0) {
+		uv_shutdown_t *s = malloc(sizeof(*s));
+		if (!s || (s->data = c, uv_shutdown(s, &c->u.s, after_shutdown) < 0)) {
+			free(s);
+			conn_close(c);
+		}
+	} else {
+		c->shutdown_after_write = 1;
+	}
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	if (c->state == C_READING) {
+		na_debug("connection timed out", "peer=%s begun=%d", c->peer, c->msg.begun);
+		conn_close(c);
+	}
+}
+
+static void arm_timer(struct conn *c, int ms)
+{
+	if (!c->closing)
+		uv_timer_start(&c->timer, on_timeout, (uint64_t)ms, 0);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
+{
+	(void)hd;
+	(void)suggested;
+	static char slab[65536]; /* loop thread only; consumed before the next read */
+	*buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static int pending_append(struct conn *c, const char *d, size_t n)
+{
+	char *p = realloc(c->pending, c->pending_len + n);
+	if (!p)
+		return -1;
+	memcpy(p + c->pending_len, d, n);
+	c->pending = p;
+	c->pending_len += n;
+	return 0;
+}
+
+static void set_peer_from_cert(struct conn *c)
+{
+	X509 *cert = SSL_get1_peer_certificate(c->ssl);
+	if (!cert)
+		return;
+	char cn[96] = "";
+	X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+	snprintf(c->peer, sizeof(c->peer), "%s", cn[0] ? cn : "tls");
+	X509_free(cert);
+}
+
+static int tls_input(struct conn *c, const char *d, size_t n)
+{
+	if (BIO_write(c->rbio, d, (int)n) != (int)n)
+		return -1;
+	if (!c->handshaken) {
+		int r = SSL_do_handshake(c->ssl);
+		flush_tls(c);
+		if (r != 1) {
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ)
+				return 0;
+			char ebuf[256];
+			ERR_error_string_n(ERR_get_error(), ebuf, sizeof(ebuf));
+			na_info("tls handshake rejected", "peer=%s error=\"%s\"", c->peer, ebuf);
+			ERR_clear_error();
+			return -1;
+		}
+		c->handshaken = 1;
+		set_peer_from_cert(c);
+	}
+	char buf[16384];
+	for (;;) {
+		int r = SSL_read(c->ssl, buf, sizeof(buf));
+		if (r > 0) {
+			if (pending_append(c, buf, (size_t)r) < 0)
+				return -1;
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, r);
+		flush_tls(c);
+		if (e == SSL_ERROR_WANT_READ)
+			return 0;
+		ERR_clear_error();
+		return -1; /* close_notify or a protocol error */
+	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	if (nread < 0) {
+		conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	int r = c->ssl ? tls_input(c, buf->base, (size_t)nread)
+		       : pending_append(c, buf->base, (size_t)nread);
+	if (r < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->pending_len > READ_HIGHWATER && c->reading) {
+		uv_read_stop(&c->u.s);
+		c->reading = 0;
+	}
+	conn_process(c);
+}
+
+static void start_reading(struct conn *c)
+{
+	if (!c->reading && !c->closing && c->pending_len < READ_HIGHWATER) {
+		if (uv_read_start(&c->u.s, on_alloc, on_read) == 0)
+			c->reading = 1;
+	}
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 422: return "Unprocessable Entity";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Status";
+	}
+}
+
+static void send_early_error(struct conn *c, int status, const char *code, const char *msg)
+{
+	na_err_t err = NA_ERR_INIT;
+	na_err_set(&err, status, code, NULL, "%s", msg);
+	memset(&c->req, 0, sizeof(c->req));
+	c->req.method = "?";
+	c->req.path = "?";
+	c->req.query = "";
+	c->req.body = "";
+	c->req.peer = c->peer;
+	c->req.route = "unmatched";
+	c->req.priv = c;
+	c->req.t0ns = na_now_ns();
+	c->msg.keepalive = 0;
+	c->state = C_HANDLING;
+	na_reply_err(&c->req, &err);
+}
+
+static void dispatch(struct conn *c)
+{
+	uv_timer_stop(&c->timer);
+	c->state = C_HANDLING;
+	if (na_msg_to_req(&c->msg, &c->req) < 0) {
+		c->state = C_READING;
+		send_early_error(c, 400, "bad_request", "malformed request target or body");
+		return;
+	}
+	c->req.peer = c->peer;
+	c->req.route = "unmatched";
+	c->req.priv = c;
+	c->req.t0ns = na_now_ns();
+	if (c->srv->draining)
+		c->msg.keepalive = 0;
+	na_api_dispatch(c->srv->api, &c->req);
+}
+
+static void conn_process(struct conn *c)
+{
+	if (c->in_process)
+		return;
+	c->in_process = 1;
+	if (c->state == C_STREAMING)
+		c->pending_len = 0; /* an event stream is one-way: ignore what the client says */
+	while (!c->closing && c->state == C_READING && c->pending_len > 0) {
+		int was_begun = c->msg.begun;
+		size_t n = na_msg_feed(&c->msg, c->pending, c->pending_len);
+		memmove(c->pending, c->pending + n, c->pending_len - n);
+		c->pending_len -= n;
+		if (!was_begun && c->msg.begun)
+			arm_timer(c, c->srv->opts.header_timeout_ms);
+		if (c->msg.err_status) {
+			send_early_error(c, c->msg.err_status, c->msg.err_code, c->msg.err_msg);
+			break;
+		}
+		if (!c->msg.complete)
+			break;
+		dispatch(c);
+	}
+	c->in_process = 0;
+	if (c->state == C_READING || c->state == C_STREAMING)
+		start_reading(c);
+}
+
+/* ---- reply ops --------------------------------------------------------- */
+
+static void op_send(na_req_t *req, int status, const char *ctype, const char *extra,
+		    const char *body, size_t len)
+{
+	struct conn *c = req->priv;
+	int keep = c->msg.keepalive && !c->srv->draining;
+	if (!c->closing) {
+		char hdr[768];
+		int n = snprintf(hdr, sizeof(hdr),
+				 "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s"
+				 "Connection: %s\r\n\r\n",
+				 status, reason(status), ctype ? "Content-Type: " : "",
+				 ctype ? ctype : "", ctype ? "\r\n" : "", len, extra ? extra : "",
+				 keep ? "keep-alive" : "close");
+		if (n > 0 && (size_t)n < sizeof(hdr))
+			conn_write(c, hdr, (size_t)n);
+		conn_write(c, body, len);
+	}
+	c->state = C_READING;
+	na_msg_reset(&c->msg);
+	if (c->closing) {
+		conn_free_if_done(c);
+		return;
+	}
+	if (!keep) {
+		conn_end(c);
+		return;
+	}
+	arm_timer(c, c->srv->opts.idle_timeout_ms);
+	conn_process(c);
+}
+
+static void op_stream_begin(na_req_t *req, na_stream_close_fn on_close, void *ud)
+{
+	struct conn *c = req->priv;
+	static const char hdr[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+				  "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+	c->state = C_STREAMING;
+	c->on_close = on_close;
+	c->on_close_ud = ud;
+	if (c->closing) {
+		/* The client left while we were deciding: report it right away. */
+		c->on_close = NULL;
+		on_close(req, ud);
+		return;
+	}
+	conn_write(c, hdr, sizeof(hdr) - 1);
+	start_reading(c); /* only to notice the client going away */
+}
+
+static int op_stream_send(na_req_t *req, const char *data, size_t len)
+{
+	struct conn *c = req->priv;
+	if (c->closing || c->state != C_STREAMING)
+		return -1;
+	if (uv_stream_get_write_queue_size(&c->u.s) > STREAM_HIGHWATER) {
+		na_info("dropping slow event stream client", "peer=%s", c->peer);
+		conn_close(c);
+		return -1;
+	}
+	return conn_write(c, data, len);
+}
+
+static const char *op_header(na_req_t *req, const char *name)
+{
+	struct conn *c = req->priv;
+	return na_msg_header(&c->msg, name);
+}
+
+static const struct na_reply_ops sock_ops = {
+	.send = op_send,
+	.stream_begin = op_stream_begin,
+	.stream_send = op_stream_send,
+	.header = op_header,
+};
+
+/* ---- accept ------------------------------------------------------------ */
+
+static void on_reject_closed(uv_handle_t *hd)
+{
+	free(hd);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+	struct listener *l = ls->data;
+	na_http_t *h = l->srv;
+	if (status < 0)
+		return;
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	if (l->is_unix)
+		uv_pipe_init(h->loop, &c->u.pipe, 0);
+	else
+		uv_tcp_init(h->loop, &c->u.tcp);
+	c->u.h.data = c;
+	if (uv_accept(ls, &c->u.s) < 0) {
+		uv_close(&c->u.h, on_reject_closed);
+		return;
+	}
+	if (h->draining || h->nconns >= (unsigned)h->opts.max_conns) {
+		/* Over the cap: close at once rather than queue, so the cap bounds memory. */
+		na_warn("connection refused: limit reached", "conns=%u max=%d", h->nconns,
+			h->opts.max_conns);
+		uv_close(&c->u.h, on_reject_closed);
+		return;
+	}
+	c->srv = h;
+	c->handles_open = 2;
+	uv_timer_init(h->loop, &c->timer);
+	c->timer.data = c;
+	na_msg_init(&c->msg);
+	snprintf(c->peer, sizeof(c->peer), "%s", l->is_unix ? "unix" : "tls");
+	if (l->ctx) {
+		c->ssl = SSL_new(l->ctx);
+		c->rbio = BIO_new(BIO_s_mem());
+		c->wbio = BIO_new(BIO_s_mem());
+		if (!c->ssl || !c->rbio || !c->wbio) {
+			BIO_free(c->rbio);
+			BIO_free(c->wbio);
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+			uv_close(&c->u.h, on_reject_closed);
+			uv_close((uv_handle_t *)&c->timer, NULL);
+			return;
+		}
+		SSL_set_bio(c->ssl, c->rbio, c->wbio);
+		SSL_set_accept_state(c->ssl);
+	}
+	c->next = h->conns;
+	if (h->conns)
+		h->conns->prev = c;
+	h->conns = c;
+	h->nconns++;
+	if (!l->is_unix)
+		uv_tcp_nodelay(&c->u.tcp, 1);
+	/* Covers the TLS handshake and a client that never sends a byte. */
+	arm_timer(c, h->opts.header_timeout_ms);
+	start_reading(c);
+}
+
+int na_http_new(uv_loop_t *loop, na_api_t *api, const na_http_opts_t *opts, na_http_t **out,
+		na_err_t *err)
+{
+	na_http_t *h = calloc(1, sizeof(*h));
+	if (!h)
+		return na_err_errno(err, ENOMEM, "http server");
+	h->loop = loop;
+	h->api = api;
+	h->opts = *opts;
+	if (h->opts.max_conns <= 0)
+		h->opts.max_conns = 512;
+	if (h->opts.header_timeout_ms <= 0)
+		h->opts.header_timeout_ms = 10000;
+	if (h->opts.idle_timeout_ms <= 0)
+		h->opts.idle_timeout_ms = 60000;
+	na_api_set_reply_ops(&sock_ops);
+	*out = h;
+	return 0;
+}
+
+static struct listener *new_listener(na_http_t *h, na_err_t *err)
+{
+	if (h->nls == MAX_LISTENERS) {
+		na_err_set(err, 500, "internal", NULL, "too many listeners");
+		return NULL;
+	}
+	struct listener *l = &h->ls[h->nls];
+	memset(l, 0, sizeof(*l));
+	l->srv = h;
+	return l;
+}
+
+int na_http_listen_unix(na_http_t *h, const char *path, na_err_t *err)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	struct listener *l = new_listener(h, err);
+	if (!l)
+		return -1;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return na_err_set(err, 422, "invalid_field", "socket", "socket path too long");
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return na_err_set(err, 409, "conflict", "socket",
+					  "%s exists and is not a socket", path);
+		/* A live agent answers on it: never steal its socket. */
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+		int live = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+		if (fd >= 0)
+			close(fd);
+		if (live)
+			return na_err_set(err, 409, "conflict", "socket",
+					  "%s is in use by a running agent", path);
+		unlink(path);
+	}
+	uv_pipe_init(h->loop, &l->u.pipe, 0);
+	l->u.h.data = l;
+	l->is_unix = 1;
+	mode_t old = umask(0077); /* the socket is born 0600: no window for others */
+	int r = uv_pipe_bind(&l->u.pipe, path);
+	umask(old);
+	if (r == 0)
+		r = uv_listen(&l->u.s, 511, on_connection);
+	if (r < 0) {
+		uv_close(&l->u.h, NULL);
+		return na_err_set(err, 500, "system_error", "socket", "listen on %s: %s", path,
+				  uv_strerror(r));
+	}
+	chmod(path, 0600);
+	l->open = 1;
+	h->nls++;
+	h->ls_open++;
+	return 0;
+}
+
+int na_http_listen_tcp(na_http_t *h, const char *addrport, SSL_CTX *ctx, na_err_t *err)
+{
+	struct sockaddr_storage ss;
+	char host[64];
+	const char *colon = strrchr(addrport, ':');
+	struct listener *l = new_listener(h, err);
+	if (!l)
+		return -1;
+	if (!colon || colon == addrport || (size_t)(colon - addrport) >= sizeof(host))
+		return na_err_set(err, 422, "invalid_field", "listen",
+				  "--listen must be ADDR:PORT, got '%s'", addrport);
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return na_err_set(err, 422, "invalid_field", "listen", "invalid port in '%s'",
+				  addrport);
+	memcpy(host, addrport, (size_t)(colon - addrport));
+	host[colon - addrport] = 0;
+	int r;
+	if (host[0] == '[') {
+		host[strlen(host) - 1] = 0;
+		r = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&ss);
+	} else {
+		r = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss);
+	}
+	if (r < 0)
+		return na_err_set(err, 422, "invalid_field", "listen", "invalid address in '%s'",
+				  addrport);
+	uv_tcp_init(h->loop, &l->u.tcp);
+	l->u.h.data = l;
+	l->ctx = ctx;
+	r = uv_tcp_bind(&l->u.tcp, (struct sockaddr *)&ss, 0);
+	if (r == 0)
+		r = uv_listen(&l->u.s, 511, on_connection);
+	if (r < 0) {
+		uv_close(&l->u.h, NULL);
+		return na_err_set(err, 500, "system_error", "listen", "listen on %s: %s", addrport,
+				  uv_strerror(r));
+	}
+	l->open = 1;
+	h->nls++;
+	h->ls_open++;
+	return 0;
+}
+
+static void on_listener_closed(uv_handle_t *hd)
+{
+	struct listener *l = hd->data;
+	na_http_t *h = l->srv;
+	h->ls_open--;
+	if (h->draining && h->nconns == 0 && h->ls_open == 0 && h->drain_done) {
+		void (*done)(void *) = h->drain_done;
+		h->drain_done = NULL;
+		done(h->drain_ud);
+	}
+}
+
+void na_http_drain(na_http_t *h, void (*done)(void *ud), void *ud)
+{
+	h->draining = 1;
+	h->drain_done = done;
+	h->drain_ud = ud;
+	for (int i = 0; i < h->nls; i++) {
+		if (h->ls[i].open) {
+			h->ls[i].open = 0;
+			if (h->ls[i].is_unix) {
+				char path[256];
+				size_t n = sizeof(path);
+				if (uv_pipe_getsockname(&h->ls[i].u.pipe, path, &n) == 0)
+					unlink(path);
+			}
+			uv_close(&h->ls[i].u.h, on_listener_closed);
+		}
+	}
+	for (struct conn *c = h->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state != C_HANDLING)
+			conn_close(c);
+	}
+	if (h->nconns == 0 && h->ls_open == 0 && h->drain_done) {
+		h->drain_done = NULL;
+		done(ud);
+	}
+}
+
+void na_http_free(na_http_t *h)
+{
+	free(h);
+}
+
+unsigned na_http_conns(const na_http_t *h)
+{
+	return h->nconns;
+}

@@ -1,0 +1,537 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "netagent/state.h"
+#include "netagent/util.h"
+
+typedef struct {
+	char root[64]; /* mkdtemp dir, removed after */
+	char dir[128]; /* state dir inside it */
+	na_state_t *st;
+} fx_t;
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	fx_t *fx = calloc(1, sizeof(*fx));
+	na_err_t e = NA_ERR_INIT;
+
+	snprintf(fx->root, sizeof(fx->root), "/tmp/na-test-state-XXXXXX");
+	if (!mkdtemp(fx->root))
+		return -1;
+	/* nested and absent: open must create it */
+	snprintf(fx->dir, sizeof(fx->dir), "%s/var/state", fx->root);
+	if (na_state_open(fx->dir, &fx->st, &e) < 0) {
+		fprintf(stderr, "open: %s\n", e.msg);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx_t *fx = *state;
+	na_state_close(fx->st);
+	nftw(fx->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = calloc(1, 65536);
+	size_t n = fread(buf, 1, 65535, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+static int count_entries(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Returns the first entry of dir starting with prefix (malloc'd), or NULL. */
+static char *find_entry(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char *r = NULL;
+	if (!d)
+		return NULL;
+	while ((de = readdir(d)))
+		if (!r && strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			r = strdup(de->d_name);
+	closedir(d);
+	return r;
+}
+
+typedef struct {
+	char names[16][64];
+	json_t *objs[16];
+	int n;
+	int fail_at;
+} seen_t;
+
+static int collect(const char *name, json_t *obj, void *ud, na_err_t *err)
+{
+	seen_t *s = ud;
+	if (s->fail_at && s->n + 1 == s->fail_at)
+		return na_err_set(err, 409, "conflict", NULL, "callback refused %s", name);
+	assert_true(s->n < 16);
+	snprintf(s->names[s->n], sizeof(s->names[0]), "%s", name);
+	s->objs[s->n] = obj ? json_incref(obj) : NULL;
+	s->n++;
+	return 0;
+}
+
+static void seen_free(seen_t *s)
+{
+	for (int i = 0; i < s->n; i++)
+		json_decref(s->objs[i]);
+}
+
+static void test_open_and_round_trip(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	char path[256];
+	struct stat sb;
+	json_t *got = NULL;
+
+	assert_string_equal(na_state_dir(fx->st), fx->dir);
+	assert_int_equal(stat(fx->dir, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(sb.st_mode & 0777, 0700);
+
+	json_t *o =
+	    json_pack("{s:i, s:s, s:{s:b}}", "vni", 42, "subnet", "198.18.1.0/24", "z", "a", 1);
+	assert_int_equal(na_state_put(fx->st, "networks", "n1", o, &e), 0);
+	assert_int_equal(na_state_get(fx->st, "networks", "n1", &got, &e), 0);
+	assert_true(json_equal(o, got));
+	json_decref(got);
+
+	snprintf(path, sizeof(path), "%s/networks/n1.json", fx->dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	char *text = read_text(path);
+	assert_non_null(text);
+	/* sorted keys, 2-space indent */
+	assert_string_equal(text, "{\n  \"subnet\": \"198.18.1.0/24\",\n  \"vni\": 42,\n"
+				  "  \"z\": {\n    \"a\": true\n  }\n}\n");
+	free(text);
+	snprintf(path, sizeof(path), "%s/networks", fx->dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	/* no temp file left behind */
+	assert_int_equal(count_entries(path, "."), 0);
+	assert_int_equal(count_entries(path, ""), 1);
+
+	/* nested kinds */
+	assert_int_equal(na_state_put(fx->st, "endpoints/n1", "e1", o, &e), 0);
+	assert_int_equal(na_state_get(fx->st, "endpoints/n1", "e1", &got, &e), 0);
+	assert_true(json_equal(o, got));
+	json_decref(got);
+
+	/* only objects are stored */
+	json_t *arr = json_array();
+	assert_int_equal(na_state_put(fx->st, "networks", "n2", arr, &e), -1);
+	assert_int_equal(e.status, 500);
+	json_decref(arr);
+	na_err_clear(&e);
+	assert_int_equal(na_state_get(fx->st, "networks", "n2", &got, &e), -1);
+	assert_int_equal(e.status, 404);
+	json_decref(o);
+}
+
+static void test_overwrite_and_delete(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	json_t *got = NULL;
+	char path[256];
+
+	json_t *a = json_pack("{s:i}", "v", 1), *b = json_pack("{s:i, s:s}", "v", 2, "x", "y");
+	assert_int_equal(na_state_put(fx->st, "vips", "v1", a, &e), 0);
+	assert_int_equal(na_state_put(fx->st, "vips", "v1", b, &e), 0);
+	assert_int_equal(na_state_get(fx->st, "vips", "v1", &got, &e), 0);
+	assert_true(json_equal(got, b));
+	json_decref(got);
+	snprintf(path, sizeof(path), "%s/vips", fx->dir);
+	assert_int_equal(count_entries(path, ""), 1);
+
+	assert_int_equal(na_state_del(fx->st, "vips", "v1", &e), 0);
+	assert_int_equal(na_state_get(fx->st, "vips", "v1", &got, &e), -1);
+	assert_int_equal(e.status, 404);
+	assert_string_equal(e.code, "not_found");
+	/* absent object, absent kind */
+	na_err_clear(&e);
+	assert_int_equal(na_state_del(fx->st, "vips", "v1", &e), 0);
+	assert_int_equal(na_state_del(fx->st, "nothing/here", "v1", &e), 0);
+	assert_int_equal(e.status, 0);
+	json_decref(a);
+	json_decref(b);
+}
+
+static void test_load_order_and_missing(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	const char *names[] = {"c", "a-2", "b", "a", "a-10"};
+
+	for (size_t i = 0; i < NA_ARRAY_SIZE(names); i++) {
+		json_t *o = json_pack("{s:s}", "name", names[i]);
+		assert_int_equal(na_state_put(fx->st, "networks", names[i], o, &e), 0);
+		json_decref(o);
+	}
+	assert_int_equal(na_state_load(fx->st, "networks", collect, &s, &e), 0);
+	assert_int_equal(s.n, 5);
+	const char *want[] = {"a", "a-10", "a-2", "b", "c"};
+	for (int i = 0; i < 5; i++) {
+		assert_string_equal(s.names[i], want[i]);
+		assert_string_equal(json_string_value(json_object_get(s.objs[i], "name")), want[i]);
+	}
+	seen_free(&s);
+
+	/* missing kind dir is empty, not an error */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(na_state_load(fx->st, "containers", collect, &s, &e), 0);
+	assert_int_equal(s.n, 0);
+
+	/* callback failure stops the load and is returned */
+	memset(&s, 0, sizeof(s));
+	s.fail_at = 3;
+	assert_int_equal(na_state_load(fx->st, "networks", collect, &s, &e), -1);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(e.status, 409);
+	assert_string_equal(e.code, "conflict");
+	assert_non_null(strstr(e.msg, "callback refused a-2"));
+	seen_free(&s);
+	assert_int_equal(na_state_quarantined(fx->st), 0);
+}
+
+/* Runs a load with stderr captured into *log (malloc'd). */
+static int load_capture(fx_t *fx, const char *kind, seen_t *s, char **log, na_err_t *e)
+{
+	char lp[128];
+	snprintf(lp, sizeof(lp), "%s/stderr.log", fx->root);
+	fflush(stderr);
+	int saved = dup(2);
+	int fd = open(lp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	dup2(fd, 2);
+	close(fd);
+	int r = na_state_load(fx->st, kind, collect, s, e);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	*log = read_text(lp);
+	unlink(lp);
+	return r;
+}
+
+static void test_corrupt_quarantined(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	char path[256], qdir[256], *log = NULL;
+	const char garbage[] = "{\"vni\": 1, oops";
+
+	json_t *o = json_pack("{s:i}", "vni", 7);
+	assert_int_equal(na_state_put(fx->st, "networks", "good1", o, &e), 0);
+	assert_int_equal(na_state_put(fx->st, "networks", "good2", o, &e), 0);
+	snprintf(path, sizeof(path), "%s/networks/bad.json", fx->dir);
+	write_file(path, garbage, strlen(garbage));
+
+	/* get reports the parse error without moving anything */
+	assert_int_equal(na_state_get(fx->st, "networks", "bad", &(json_t *){NULL}, &e), -1);
+	assert_int_equal(e.status, 500);
+	assert_string_equal(e.code, "state_corrupt");
+	assert_int_equal(access(path, F_OK), 0);
+
+	na_err_clear(&e);
+	assert_int_equal(load_capture(fx, "networks", &s, &log, &e), 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.names[0], "good1");
+	assert_string_equal(s.names[1], "good2");
+	assert_int_equal(na_state_quarantined(fx->st), 1);
+	assert_non_null(log);
+	assert_non_null(strstr(log, "level=error"));
+	assert_non_null(strstr(log, "msg=\"state file corrupt, quarantined\""));
+	assert_non_null(strstr(log, "file="));
+	assert_non_null(strstr(log, "bad.json"));
+	assert_non_null(strstr(log, "error=\""));
+	free(log);
+	seen_free(&s);
+
+	/* gone from the kind dir, present (byte for byte) in quarantine */
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(qdir, sizeof(qdir), "%s/quarantine", fx->dir);
+	char *q = find_entry(qdir, "networks-bad.json.");
+	assert_non_null(q);
+	char *end;
+	long ts = strtol(q + strlen("networks-bad.json."), &end, 10);
+	assert_true(ts > 1600000000L);
+	assert_int_equal(*end, 0);
+	char qpath[512];
+	snprintf(qpath, sizeof(qpath), "%s/%s", qdir, q);
+	char *content = read_text(qpath);
+	assert_string_equal(content, garbage);
+	free(content);
+	free(q);
+
+	/* the same object going bad again in the same second keeps both copies */
+	write_file(path, "x", 1);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(load_capture(fx, "networks", &s, &log, &e), 0);
+	free(log);
+	seen_free(&s);
+	assert_int_equal(na_state_quarantined(fx->st), 2);
+	assert_int_equal(count_entries(qdir, "networks-bad.json."), 2);
+
+	/* a second load finds nothing new */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(na_state_load(fx->st, "networks", collect, &s, &e), 0);
+	assert_int_equal(s.n, 2);
+	seen_free(&s);
+	assert_int_equal(na_state_quarantined(fx->st), 2);
+	json_decref(o);
+}
+
+static void test_truncated_and_non_object(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	char path[256], qdir[256], *log = NULL;
+
+	json_t *o =
+	    json_pack("{s:i, s:s, s:[i,i]}", "vni", 9, "subnet", "198.18.9.0/24", "l", 1, 2);
+	assert_int_equal(na_state_put(fx->st, "endpoints/n9", "ok", o, &e), 0);
+	assert_int_equal(na_state_put(fx->st, "endpoints/n9", "trunc", o, &e), 0);
+	snprintf(path, sizeof(path), "%s/endpoints/n9/trunc.json", fx->dir);
+	char *full = read_text(path);
+	write_file(path, full, strlen(full) / 2);
+	free(full);
+	snprintf(path, sizeof(path), "%s/endpoints/n9/arr.json", fx->dir);
+	write_file(path, "[1, 2]\n", 7);
+	snprintf(path, sizeof(path), "%s/endpoints/n9/empty.json", fx->dir);
+	write_file(path, "", 0);
+	snprintf(path, sizeof(path), "%s/endpoints/n9/dup.json", fx->dir);
+	write_file(path, "{\"a\":1,\"a\":2}", 13);
+
+	assert_int_equal(load_capture(fx, "endpoints/n9", &s, &log, &e), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.names[0], "ok");
+	assert_int_equal(na_state_quarantined(fx->st), 4);
+	free(log);
+	seen_free(&s);
+
+	snprintf(qdir, sizeof(qdir), "%s/quarantine", fx->dir);
+	assert_int_equal(count_entries(qdir, "endpoints-n9-trunc.json."), 1);
+	assert_int_equal(count_entries(qdir, "endpoints-n9-arr.json."), 1);
+	assert_int_equal(count_entries(qdir, "endpoints-n9-empty.json."), 1);
+	assert_int_equal(count_entries(qdir, "endpoints-n9-dup.json."), 1);
+	snprintf(path, sizeof(path), "%s/endpoints/n9", fx->dir);
+	assert_int_equal(count_entries(path, ""), 1);
+	json_decref(o);
+}
+
+static void test_temp_leftovers(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	char path[512], kdir[256];
+
+	json_t *o = json_pack("{s:i}", "v", 1);
+	assert_int_equal(na_state_put(fx->st, "vips", "v1", o, &e), 0);
+	snprintf(kdir, sizeof(kdir), "%s/vips", fx->dir);
+	/* a crashed writer (other pid) left a half-written temp file */
+	snprintf(path, sizeof(path), "%s/.v2.json.tmp-999999999-AbC123", kdir);
+	write_file(path, "{\"v\":", 5);
+	/* one of this process's own, i.e. a put in flight, is left alone */
+	char own[512];
+	snprintf(own, sizeof(own), "%s/.v3.json.tmp-%ld-XyZ789", kdir, (long)getpid());
+	write_file(own, "{}", 2);
+	/* unrelated files are ignored, not quarantined */
+	char other[512];
+	snprintf(other, sizeof(other), "%s/README.txt", kdir);
+	write_file(other, "hello", 5);
+
+	assert_int_equal(na_state_load(fx->st, "vips", collect, &s, &e), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.names[0], "v1");
+	seen_free(&s);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(access(own, F_OK), 0);
+	assert_int_equal(access(other, F_OK), 0);
+	assert_int_equal(na_state_quarantined(fx->st), 0);
+	json_decref(o);
+}
+
+static void test_list_kinds(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	char path[256];
+
+	json_t *o = json_object();
+	assert_int_equal(na_state_put(fx->st, "endpoints/n2", "e", o, &e), 0);
+	assert_int_equal(na_state_put(fx->st, "endpoints/n1", "e", o, &e), 0);
+	assert_int_equal(na_state_put(fx->st, "endpoints/n10", "e", o, &e), 0);
+	/* files and invalid directory names are not kinds */
+	snprintf(path, sizeof(path), "%s/endpoints/stray.json", fx->dir);
+	write_file(path, "{}", 2);
+	snprintf(path, sizeof(path), "%s/endpoints/Bad", fx->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+
+	assert_int_equal(na_state_list_kinds(fx->st, "endpoints", collect, &s, &e), 0);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.names[0], "n1");
+	assert_string_equal(s.names[1], "n10");
+	assert_string_equal(s.names[2], "n2");
+	assert_null(s.objs[0]);
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(na_state_list_kinds(fx->st, "nothing", collect, &s, &e), 0);
+	assert_int_equal(s.n, 0);
+	json_decref(o);
+}
+
+static void test_invalid_kind_name(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	json_t *o = json_object(), *got = NULL;
+
+	const char *kinds[] = {"",	 "/",	 "/etc",       "..",	    "../x",
+			       "a/../b", "a//b", "a/",	       "Networks",  "a b",
+			       "a/.",	 ".",	 "quarantine", "net.works", "-x"};
+	for (size_t i = 0; i < NA_ARRAY_SIZE(kinds); i++) {
+		na_err_clear(&e);
+		if (na_state_put(fx->st, kinds[i], "ok", o, &e) != -1)
+			fail_msg("put accepted kind \"%s\"", kinds[i]);
+		assert_int_equal(e.status, 422);
+		assert_string_equal(e.code, "invalid_name");
+		na_err_clear(&e);
+		assert_int_equal(na_state_get(fx->st, kinds[i], "ok", &got, &e), -1);
+		assert_int_equal(e.status, 422);
+		na_err_clear(&e);
+		assert_int_equal(na_state_del(fx->st, kinds[i], "ok", &e), -1);
+		assert_int_equal(e.status, 422);
+		na_err_clear(&e);
+		assert_int_equal(na_state_load(fx->st, kinds[i], collect, &s, &e), -1);
+		assert_int_equal(e.status, 422);
+		na_err_clear(&e);
+		assert_int_equal(na_state_list_kinds(fx->st, kinds[i], collect, &s, &e), -1);
+		assert_int_equal(e.status, 422);
+	}
+	assert_int_equal(na_state_put(fx->st, NULL, "ok", o, &e), -1);
+	assert_int_equal(e.status, 422);
+
+	const char *names[] = {"", "..", ".", "../../x", "a/b", "UP", "-a", ".hidden", "a.json"};
+	for (size_t i = 0; i < NA_ARRAY_SIZE(names); i++) {
+		na_err_clear(&e);
+		if (na_state_put(fx->st, "networks", names[i], o, &e) != -1)
+			fail_msg("put accepted name \"%s\"", names[i]);
+		assert_int_equal(e.status, 422);
+		assert_string_equal(e.code, "invalid_name");
+		assert_string_equal(e.field, "name");
+		na_err_clear(&e);
+		assert_int_equal(na_state_get(fx->st, "networks", names[i], &got, &e), -1);
+		assert_int_equal(e.status, 422);
+		na_err_clear(&e);
+		assert_int_equal(na_state_del(fx->st, "networks", names[i], &e), -1);
+		assert_int_equal(e.status, 422);
+	}
+	assert_int_equal(na_state_put(fx->st, "networks", NULL, o, &e), -1);
+	/* nothing at all was written anywhere */
+	assert_int_equal(count_entries(fx->dir, ""), 0);
+	assert_int_equal(count_entries(fx->root, ""), 1);
+	assert_int_equal(s.n, 0);
+	json_decref(o);
+}
+
+static void test_invalid_file_names_quarantined(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	char path[256], qdir[256], *log = NULL;
+
+	json_t *o = json_object();
+	assert_int_equal(na_state_put(fx->st, "networks", "n1", o, &e), 0);
+	/* parses fine but its name could never have been written by put */
+	snprintf(path, sizeof(path), "%s/networks/Upper.json", fx->dir);
+	write_file(path, "{}", 2);
+	assert_int_equal(load_capture(fx, "networks", &s, &log, &e), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(na_state_quarantined(fx->st), 1);
+	snprintf(qdir, sizeof(qdir), "%s/quarantine", fx->dir);
+	assert_int_equal(count_entries(qdir, "networks-Upper.json."), 1);
+	free(log);
+	seen_free(&s);
+	json_decref(o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_open_and_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_overwrite_and_delete, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_load_order_and_missing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corrupt_quarantined, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_and_non_object, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_temp_leftovers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_kinds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_invalid_kind_name, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_invalid_file_names_quarantined, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
