@@ -8,6 +8,7 @@
 #include "netagent/nsworker.h"
 #include "netagent/util.h"
 #include "netagent/validate.h"
+#include "vxlan/vxlan.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 
 /* The module table: the only place that knows every module. */
 static const na_module_t *const modules[] = {
+	&vx_module,
 	NULL,
 };
 static size_t nmods(void)
@@ -26,7 +28,7 @@ static size_t nmods(void)
 	return n;
 }
 
-#define DRAIN_DEADLINE_MS 5000
+#define DRAIN_DEADLINE_MS 4000
 
 static struct {
 	na_agent_t ag;

@@ -99,8 +99,8 @@ int na_netns_open(const char *path, na_err_t *err)
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT) {
-			na_err_set(err, 404, "not_found", NULL, "network namespace %s does not exist",
-				   path);
+			na_err_set(err, 404, "not_found", NULL,
+				   "network namespace %s does not exist", path);
 			return -ENOENT;
 		}
 		na_err_errno(err, e, "open network namespace %s", path);

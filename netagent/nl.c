@@ -126,7 +126,9 @@ static struct nlmsghdr *put_req(char *buf, uint32_t seq, uint16_t type, uint16_t
 
 	nlh->nlmsg_type = type;
 	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	if (!(flags & NLM_F_DUMP))
+	/* NLM_F_DUMP's bits double as NEW flags (EXCL is MATCH, REPLACE is
+	 * ROOT): only a GET (rtnetlink: type % 4 == 2) with both is a dump. */
+	if ((flags & NLM_F_DUMP) != NLM_F_DUMP || (type & 3) != 2)
 		nlh->nlmsg_flags |= NLM_F_ACK;
 	nlh->nlmsg_seq = seq;
 	fam = mnl_nlmsg_put_extra_header(nlh, hdrlen);

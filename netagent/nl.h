@@ -37,7 +37,7 @@ static inline void na_nl_closep(na_nl_t **nl)
 
 /* Starts the socket's single request: header + zeroed family header
  * (hdrlen bytes, copied from hdr when non-NULL). NLM_F_REQUEST is added,
- * NLM_F_ACK too unless NLM_F_DUMP is set. Add attributes with mnl_attr_put*
+ * NLM_F_ACK too unless it is a dump (a GET with NLM_F_DUMP). Add attributes with mnl_attr_put*
  * (at most NA_NL_MSG_MAX bytes in all). */
 struct nlmsghdr *na_nl_req(na_nl_t *nl, uint16_t type, uint16_t flags, const void *hdr,
 			   size_t hdrlen);

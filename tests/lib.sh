@@ -1,0 +1,382 @@
+# shellcheck shell=bash
+# Helpers for integration tests; `source "$(dirname "$0")/../lib.sh"` from a test.
+#
+# TAP (plan at the end):   ok DESC | not_ok DESC [DETAIL…] | skip DESC REASON | check DESC CMD…
+#                          is DESC GOT WANT | like DESC GOT REGEX | diag MSG | finish
+# Simulated hosts:         mkhost NAME [IP]   netns "na${NA_T}NAME" on the fabric bridge,
+#                                             192.0.2.(10+i)/24, default route via 192.0.2.1
+#                          hostns NAME, host_ip NAME, in_host NAME CMD…
+# Agents:                  start_agent HOST NAME [ARGS…] | stop_agent NAME [SECS] |
+#                          kill_agent NAME [-SIG] | agent_sock/agent_dir/agent_log/agent_pid/agent_name NAME
+#                          (--name is NAME+token cut to 8 chars; state, run dir, socket, log
+#                          in $NA_TMP/agent-NAME; env NA_AGENT_WRAPPER="valgrind -q" wraps it)
+# Debugging: NA_KEEP_TMP=1 keeps $NA_TMP (logs, state); on failure finish prints log tails.
+# HTTP over the socket:    api NAME METHOD PATH [CURL ARGS…]  → HTTP_CODE HTTP_BODY HTTP_HDRS HTTP_RC
+#                          http_header NAME, json_get PATH JSON
+# Misc:                    pick_port [HOST], track_pid PID, wait_for SECS CMD…, mkpki
+#
+# Everything a test creates is named with the random prefix na${NA_T} (agents: their names)
+# and lives in $NA_TMP; the EXIT/INT/TERM trap removes it all (agents, tracked processes,
+# processes inside our namespaces, the namespaces, mounts under $NA_TMP, $NA_TMP) on every path.
+
+set -u -o pipefail
+
+NA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NETAGENT=${NETAGENT:-$NA_ROOT/bin/netagent}
+NETAGENTCTL=${NETAGENTCTL:-$NA_ROOT/bin/netagentctl}
+# Debian's interpreter: a python3 earlier on PATH (pyenv) may lack Debian's packages.
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
+NA_T=${NA_T:-$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+NA_P="na${NA_T}"
+NA_FAB="${NA_P}fab"
+NA_TMP=$(mktemp -d "/tmp/${NA_P}.XXXXXX")
+export NA_T NA_TMP
+
+# ---------------------------------------------------------------- TAP
+_NA_N=0
+_NA_FAILED=0
+ok() {
+	_NA_N=$((_NA_N + 1))
+	echo "ok $_NA_N - $1"
+}
+not_ok() {
+	_NA_N=$((_NA_N + 1))
+	_NA_FAILED=$((_NA_FAILED + 1))
+	echo "not ok $_NA_N - $1"
+	shift
+	local d
+	for d in "$@"; do
+		[ -n "$d" ] && printf '%s\n' "$d" | head -n 40 | sed 's/^/#   /'
+	done
+	return 0
+}
+skip() {
+	_NA_N=$((_NA_N + 1))
+	echo "ok $_NA_N - $1 # SKIP ${2:-}"
+}
+diag() { printf '# %s\n' "$*"; }
+# check DESC CMD…: ok when CMD succeeds; its output becomes the failure detail.
+check() {
+	local desc=$1 out rc
+	shift
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ]; then ok "$desc"; else not_ok "$desc" "command: $* (exit $rc)" "$out"; fi
+	return $rc
+}
+is() { # DESC GOT WANT
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got:  '$2'" "want: '$3'"; return 1; fi
+}
+like() { # DESC GOT ERE
+	if [[ $2 =~ $3 ]]; then ok "$1"; else not_ok "$1" "got:  '$2'" "want match: /$3/"; return 1; fi
+}
+bail() {
+	echo "Bail out! $*"
+	_NA_FAILED=$((_NA_FAILED + 1))
+	exit 1
+}
+finish() {
+	echo "1..$_NA_N"
+	[ $_NA_FAILED -eq 0 ] && exit 0
+	diag "$_NA_FAILED of $_NA_N failed"
+	# The agents' logs vanish with $NA_TMP: show their tails now (NA_KEEP_TMP=1 keeps all).
+	local l
+	for l in "$NA_TMP"/agent-*/log; do
+		[ -f "$l" ] || continue
+		diag "--- last lines of $(basename "$(dirname "$l")") log:"
+		tail -n "${NA_LOG_TAIL:-15}" "$l" | sed 's/^/#   /'
+	done
+	exit 1
+}
+
+# ---------------------------------------------------------------- cleanup
+# shellcheck disable=SC2034 # AGENT_HOST: the host of each agent, for tests
+declare -A AGENT_PID=() AGENT_HOST=() AGENT_NAMES=()
+_NA_PIDS=()
+_NA_CLEANED=0
+track_pid() { _NA_PIDS+=("$@"); }
+
+# Kills every process whose network namespace is the one mounted at $1.
+_na_kill_netns_procs() {
+	local ino p
+	ino=$(stat -L -c %i "$1" 2>/dev/null) || return 0
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/ns/net" 2>/dev/null)" = "net:[$ino]" ] && kill -9 "${p#/proc/}" 2>/dev/null
+	done
+	return 0
+}
+
+# Our namespaces in /run/netns: the test prefix, or an agent name of this run as prefix.
+_na_our_netns() {
+	local n re="^${NA_P}"
+	for n in "${!AGENT_NAMES[@]}"; do re="$re|^$n"; done
+	ip netns list 2>/dev/null | awk '{print $1}' | grep -E "$re"
+}
+
+na_cleanup() {
+	[ $_NA_CLEANED -eq 1 ] && return 0
+	_NA_CLEANED=1
+	local n p pids=() ns m
+	trap '' INT TERM
+	for n in "${!AGENT_PID[@]}"; do pids+=("${AGENT_PID[$n]}"); done
+	pids+=("${_NA_PIDS[@]}")
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for _ in $(seq 30); do
+		local alive=0
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ $alive -eq 0 ] && break
+		sleep 0.1
+	done
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	# Namespaces: ours only (prefix), plus namespace mounts under our temp dir.
+	for ns in $(_na_our_netns); do
+		_na_kill_netns_procs "/run/netns/$ns"
+	done
+	for m in $(awk -v d="$NA_TMP/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+		_na_kill_netns_procs "$m"
+	done
+	wait 2>/dev/null
+	for ns in $(_na_our_netns); do
+		ip netns del "$ns" 2>/dev/null || { umount -l "/run/netns/$ns" 2>/dev/null; rm -f "/run/netns/$ns"; }
+	done
+	for m in $(awk -v d="$NA_TMP/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+		umount -l "$m" 2>/dev/null
+	done
+	if [ "${NA_KEEP_TMP:-0}" = 1 ]; then
+		echo "# NA_KEEP_TMP=1: kept $NA_TMP" >&2
+	else
+		case "$NA_TMP" in /tmp/na*) rm -rf "$NA_TMP" ;; esac
+	fi
+	return 0
+}
+trap na_cleanup EXIT
+trap 'echo "# interrupted"; na_cleanup; exit 130' INT
+trap 'echo "# terminated"; na_cleanup; exit 143' TERM HUP
+
+# ---------------------------------------------------------------- preconditions
+[ "$(id -u)" -eq 0 ] || bail "integration tests need root (network namespaces)"
+[ -x "$NETAGENT" ] || bail "$NETAGENT not built (make)"
+for _c in ip nsenter curl ss "$PY"; do
+	command -v "$_c" >/dev/null || bail "$_c not found (scripts/deps.sh)"
+done
+unset _c
+
+# ---------------------------------------------------------------- misc
+# wait_for SECS CMD…: polls CMD every 0.1 s until it succeeds.
+wait_for() {
+	local end=$(($(now_ms) + $1 * 1000))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$(now_ms)" -ge $end ] && return 1
+		sleep 0.1
+	done
+	return 0
+}
+
+# now_ms: monotonic-enough wall clock in ms, for measuring durations.
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# pick_port [HOST]: a TCP port nobody listens on or uses (in HOST's namespace if given).
+pick_port() {
+	local used p
+	if [ -n "${1:-}" ]; then used=$(in_host "$1" ss -Htan | awk '{print $4}'); else used=$(ss -Htan | awk '{print $4}'); fi
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 40000))
+		grep -q ":$p\$" <<<"$used" || { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# mkpki: dev PKI in $NA_TMP/pki (sets PKI).
+mkpki() {
+	PKI=$NA_TMP/pki
+	"$NA_ROOT/scripts/pki.sh" "$PKI" >/dev/null || bail "scripts/pki.sh failed"
+}
+
+# ---------------------------------------------------------------- simulated hosts
+declare -A HOST_IP=()
+_NA_NHOSTS=0
+hostns() { echo "${NA_P}$1"; }
+host_ip() { echo "${HOST_IP[$1]}"; }
+in_host() {
+	local h=$1
+	shift
+	nsenter --net="/run/netns/$(hostns "$h")" "$@"
+}
+
+_na_fabric() {
+	[ -e "/run/netns/$NA_FAB" ] && return 0
+	ip netns add "$NA_FAB" || return 1
+	ip -n "$NA_FAB" link set lo up
+	ip -n "$NA_FAB" link add fab0 type bridge
+	ip -n "$NA_FAB" addr add 192.0.2.1/24 dev fab0
+	ip -n "$NA_FAB" link set fab0 up
+}
+
+# mkhost NAME [IP]: a "host" namespace with eth0 on the fabric bridge.
+mkhost() {
+	local name=$1 ip=${2:-} ns
+	ns=$(hostns "$name")
+	[ ${#ns} -le 15 ] || bail "host name '$name' too long (netns/link name $ns > 15 chars)"
+	_na_fabric || bail "cannot create fabric namespace"
+	_NA_NHOSTS=$((_NA_NHOSTS + 1))
+	[ -n "$ip" ] || ip=192.0.2.$((10 + _NA_NHOSTS))
+	ip=${ip%/*}
+	ip netns add "$ns" || bail "ip netns add $ns failed"
+	# The fabric side of the veth is named like the host namespace: unique, ≤ 15 chars.
+	ip link add eth0 netns "$ns" type veth peer name "$ns" netns "$NA_FAB" || bail "veth for $ns failed"
+	ip -n "$NA_FAB" link set "$ns" master fab0 up
+	ip -n "$ns" link set lo up
+	ip -n "$ns" link set eth0 up
+	ip -n "$ns" addr add "$ip/24" dev eth0
+	ip -n "$ns" route add default via 192.0.2.1 dev eth0
+	HOST_IP[$name]=$ip
+}
+
+# ---------------------------------------------------------------- agents
+# The daemon takes at most 8 characters for --name (it prefixes interface names): NAME
+# followed by the run's random token, cut to 8 ("a1" → "a1c3f9e2"); NAME itself when
+# NA_AGENT_EXACT=1 (the demo: readable names; its objects are in our namespaces anyway).
+agent_name() {
+	local n="$1${NA_T}"
+	if [ "${NA_AGENT_EXACT:-0}" = 1 ]; then echo "$1"; else echo "${n:0:8}"; fi
+}
+agent_dir() { echo "$NA_TMP/agent-$1"; }
+agent_sock() { echo "$NA_TMP/agent-$1/sock"; }
+agent_log() { echo "$NA_TMP/agent-$1/log"; }
+agent_pid() { echo "${AGENT_PID[$1]:-}"; }
+
+_na_ready() {
+	local s=$1
+	[ -S "$s" ] || return 1
+	if [ -x "$NETAGENTCTL" ] && [ -z "${NA_READY_CURL:-}" ]; then
+		"$NETAGENTCTL" --socket "$s" status >/dev/null 2>&1
+	else
+		curl -fsS --max-time 2 --unix-socket "$s" http://localhost/v1/health >/dev/null 2>&1
+	fi
+}
+
+# wait_agent NAME [SECS]: until the agent answers on its socket; 1 if it died or timed out.
+wait_agent() {
+	local name=$1 secs=${2:-10} pid s
+	pid=${AGENT_PID[$name]}
+	s=$(agent_sock "$name")
+	for _ in $(seq $((secs * 10))); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid" 2>/dev/null
+			diag "agent $name exited (status $?) during start; log tail:"
+			tail -n 20 "$(agent_log "$name")" | sed 's/^/#   /'
+			unset "AGENT_PID[$name]"
+			return 1
+		fi
+		_na_ready "$s" && return 0
+		sleep 0.1
+	done
+	diag "agent $name not ready after ${secs}s; log tail:"
+	tail -n 20 "$(agent_log "$name")" | sed 's/^/#   /'
+	if [ -S "$s" ] && curl -fsS --max-time 2 --unix-socket "$s" http://localhost/v1/health >/dev/null 2>&1; then
+		diag "(GET /v1/health answers: it is '$NETAGENTCTL --socket $s status' that fails)"
+	fi
+	return 1
+}
+
+# start_agent HOST NAME [ARGS…]: runs bin/netagent in HOST's namespace (nsenter, not
+# `ip netns exec`: its private mount namespace would hide the namespaces the agent makes).
+# Reuses the agent's state dir, so calling it again after stop/kill is a restart.
+start_agent() {
+	local host=$1 name=$2 d
+	shift 2
+	[ -e "/run/netns/$(hostns "$host")" ] || bail "start_agent: no host $host"
+	d=$(agent_dir "$name")
+	mkdir -p "$d/state" "$d/run"
+	echo "=== start $(date +%T.%N) ${NA_AGENT_WRAPPER:-} $*" >>"$d/log"
+	# shellcheck disable=SC2086 # NA_AGENT_WRAPPER is a command line (e.g. "valgrind -q")
+	nsenter --net="/run/netns/$(hostns "$host")" ${NA_AGENT_WRAPPER:-} "$NETAGENT" \
+		--name "$(agent_name "$name")" --state-dir "$d/state" --run-dir "$d/run" \
+		--socket "$(agent_sock "$name")" --log-level "${NA_LOG_LEVEL:-debug}" "$@" \
+		</dev/null >>"$d/log" 2>&1 &
+	AGENT_PID[$name]=$!
+	# Exact names are not unique: never match other namespaces by them.
+	[ "${NA_AGENT_EXACT:-0}" = 1 ] || AGENT_NAMES[$(agent_name "$name")]=1
+	# shellcheck disable=SC2034 # read by tests
+	AGENT_HOST[$name]=$host
+	wait_agent "$name" "${NA_START_TIMEOUT:-10}"
+}
+
+# stop_agent NAME [SECS]: SIGTERM, waits; returns the exit status (124 if it had to be killed).
+stop_agent() {
+	local name=$1 secs=${2:-5} pid rc
+	pid=${AGENT_PID[$name]:-}
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for _ in $(seq $((secs * 10))); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		rc=124
+	else
+		wait "$pid" 2>/dev/null
+		rc=$?
+	fi
+	unset "AGENT_PID[$name]"
+	return $rc
+}
+
+# kill_agent NAME [-SIG]: signal (default -9) and reap.
+kill_agent() {
+	local name=$1 sig=${2:--9} pid
+	pid=${AGENT_PID[$name]:-}
+	[ -n "$pid" ] || return 0
+	kill "$sig" "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	unset "AGENT_PID[$name]"
+	return 0
+}
+
+# ---------------------------------------------------------------- HTTP
+HTTP_CODE='' HTTP_BODY='' HTTP_HDRS='' HTTP_RC=0
+# api NAME METHOD PATH [CURL ARGS…]: one request over the agent's unix socket.
+api() {
+	local name=$1 m=$2 p=$3
+	shift 3
+	: >"$NA_TMP/.body"
+	: >"$NA_TMP/.hdrs"
+	HTTP_CODE=$(curl -sS --max-time "${NA_HTTP_TIMEOUT:-10}" --unix-socket "$(agent_sock "$name")" \
+		-X "$m" -o "$NA_TMP/.body" -D "$NA_TMP/.hdrs" -w '%{http_code}' "$@" \
+		"http://localhost$p" 2>"$NA_TMP/.err")
+	HTTP_RC=$?
+	HTTP_BODY=$(cat "$NA_TMP/.body")
+	HTTP_HDRS=$(tr -d '\r' <"$NA_TMP/.hdrs")
+	return 0
+}
+# http_header NAME: value of a header of the last api() answer (case-insensitive).
+http_header() {
+	awk -v h="$(echo "$1" | tr 'A-Z' 'a-z')" -F': *' 'tolower($1) == h { sub(/^[^:]*: */, ""); print; exit }' <<<"$HTTP_HDRS"
+}
+# json_get PATH JSON: value at a dotted path (".error.code", "items.0.name"); strings raw,
+# anything else as JSON. Exit 1 if absent, 2 if JSON does not parse.
+json_get() {
+	"$PY" -c '
+import json, sys
+try:
+    v = json.loads(sys.argv[2])
+except Exception:
+    sys.exit(2)
+for k in [p for p in sys.argv[1].split(".") if p]:
+    if isinstance(v, list):
+        try:
+            v = v[int(k)]
+        except (ValueError, IndexError):
+            sys.exit(1)
+    elif isinstance(v, dict) and k in v:
+        v = v[k]
+    else:
+        sys.exit(1)
+print(v if isinstance(v, str) else json.dumps(v))
+' "$1" "$2"
+}
+# last_req: one-line description of the last api() call result, for failure details.
+last_req() { printf 'status=%s curl_rc=%s body=%s' "$HTTP_CODE" "$HTTP_RC" "$(head -c 400 <<<"$HTTP_BODY")"; }

@@ -1,0 +1,196 @@
+/* Periodic reconcile: for each network, make the kernel match the desired
+ * state (create/repair links and endpoints, program missing remote entries,
+ * remove extra ones), and remove networks this agent owns but no longer
+ * wants. Everything is idempotent, so running it at start adopts what a
+ * previous run left without flapping the datapath. */
+#include <dirent.h>
+
+#include "netagent/events.h"
+#include "netagent/log.h"
+#include "netagent/nsworker.h"
+#include "netagent/util.h"
+#include "vxlan/diff.h"
+
+struct rjob {
+	struct vx_snap *snap;
+	unsigned repairs;
+	char error[256];
+};
+
+static int w_reconcile(void *arg, na_err_t *err)
+{
+	struct rjob *j = arg;
+	struct vx_snap *s = j->snap;
+	struct vx_k_net kn;
+	vx_snap_knet(s, &kn);
+	int r = vx_k_network_create(&kn, err);
+	if (r < 0)
+		return -1;
+	j->repairs += (unsigned)r;
+	for (size_t i = 0; i < s->nlocal; i++) {
+		struct vx_k_ep ke;
+		na_err_t e = NA_ERR_INIT;
+		vx_snap_kep(&s->local[i], &ke);
+		r = vx_k_endpoint_attach(&kn, &ke, &e);
+		if (r < 0 && !j->error[0]) {
+			na_err_prefix(&e, "endpoint %s", ke.name);
+			size_t l = strnlen(e.msg, sizeof(j->error) - 1);
+			memcpy(j->error, e.msg, l);
+			j->error[l] = 0;
+		}
+		else if (r > 0)
+			j->repairs++;
+	}
+	struct vx_k_state k = {0};
+	struct vx_repair rep = {0};
+	if (vx_k_network_dump(s->netns, &k, err) < 0)
+		return -1;
+	/* Only the remote entries come from the diff; links were handled above. */
+	struct vx_k_ep_state *eps = calloc(s->nlocal + 1, sizeof(*eps));
+	json_t *d = eps ? vx_diff(s, &k, eps, &rep) : NULL;
+	json_decref(d);
+	free(eps);
+	vx_k_state_free(&k);
+	int rc = 0;
+	if (rep.ndel && vx_k_remote_del_many(s->netns, rep.del, rep.ndel, err) < 0)
+		rc = -1;
+	if (rc == 0 && rep.nset && vx_k_remote_set_many(s->netns, rep.set, rep.nset, err) < 0)
+		rc = -1;
+	j->repairs += (unsigned)(rep.ndel + rep.nset);
+	vx_repair_free(&rep);
+	return rc;
+}
+
+static void reconciled(void *arg, int rc, const na_err_t *err)
+{
+	struct rjob *j = arg;
+	vx.reconciling--;
+	vx_net_t *n = vx_net_find(j->snap->name);
+	if (n) {
+		const char *msg = rc < 0 ? err->msg : j->error;
+		if (strcmp(n->error, msg) != 0 && *msg)
+			na_warn("network reconcile failed", "network=%s error=\"%s\"", n->name, msg);
+		size_t l = strnlen(msg, sizeof(n->error) - 1);
+		memcpy(n->error, msg, l);
+		n->error[l] = 0;
+		if (rc == 0)
+			n->ready = 1;
+		if (j->repairs) {
+			n->repairs += j->repairs;
+			vx.repairs += j->repairs;
+			na_info("network repaired", "network=%s repairs=%u", n->name, j->repairs);
+			json_t *o = json_pack("{s:I}", "repairs", (json_int_t)j->repairs);
+			na_events_publish("network", "repaired", n->name, o);
+			json_decref(o);
+		}
+	}
+	vx_snap_free(j->snap);
+	free(j);
+}
+
+/* ---- garbage: namespaces of this agent that no network wants ------------- */
+
+struct gjob {
+	char **names;
+	size_t n;
+	char dir[200], prefix[80];
+	char path[600];
+};
+
+static int w_gc_list(void *arg, na_err_t *err)
+{
+	struct gjob *g = arg;
+	DIR *d = opendir(g->dir);
+	if (!d)
+		return errno == ENOENT ? 0 : na_err_errno(err, errno, "open %s", g->dir);
+	struct dirent *de;
+	size_t pl = strlen(g->prefix);
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, g->prefix, pl) != 0 || !de->d_name[pl])
+			continue;
+		char **nv = realloc(g->names, (g->n + 1) * sizeof(*nv));
+		if (!nv)
+			break;
+		g->names = nv;
+		g->names[g->n++] = strdup(de->d_name + pl);
+	}
+	closedir(d);
+	return 0;
+}
+
+static int w_gc_delete(void *arg, na_err_t *err)
+{
+	struct gjob *g = arg;
+	return vx_k_network_delete(g->path, err);
+}
+
+static void gc_deleted(void *arg, int rc, const na_err_t *err)
+{
+	struct gjob *g = arg;
+	if (rc < 0)
+		na_warn("cannot remove unwanted network", "netns=%s error=\"%s\"", g->path, err->msg);
+	else
+		na_info("removed unwanted network", "netns=%s", g->path);
+	free(g);
+}
+
+static void gc_listed(void *arg, int rc, const na_err_t *err)
+{
+	struct gjob *g = arg;
+	(void)err;
+	vx.reconciling--;
+	for (size_t i = 0; rc == 0 && i < g->n; i++) {
+		const char *name = g->names[i];
+		if (!name)
+			continue;
+		int wanted = 0;
+		for (vx_net_t *n = vx.nets; n; n = n->next)
+			wanted |= !strcmp(n->name, name); /* also busy and deleting ones */
+		if (wanted)
+			continue;
+		struct gjob *d = calloc(1, sizeof(*d));
+		if (!d)
+			break;
+		snprintf(d->path, sizeof(d->path), "%s/%s%s", g->dir, g->prefix, name);
+		/* Keyed by the name: a PUT arriving now queues its create behind this. */
+		if (na_ns_submit(name, NULL, w_gc_delete, gc_deleted, d) < 0)
+			free(d);
+	}
+	for (size_t i = 0; i < g->n; i++)
+		free(g->names[i]);
+	free(g->names);
+	free(g);
+}
+
+void vx_reconcile(na_agent_t *ag)
+{
+	(void)ag;
+	if (vx.reconciling > 0)
+		return; /* the previous round is still out */
+	vx.reconciles++;
+	for (vx_net_t *n = vx.nets; n; n = n->next) {
+		if (n->busy || n->deleted)
+			continue;
+		struct rjob *j = calloc(1, sizeof(*j));
+		if (!j || !(j->snap = vx_snap_take(n))) {
+			free(j);
+			continue;
+		}
+		vx.reconciling++;
+		if (na_ns_submit(n->name, NULL, w_reconcile, reconciled, j) < 0) {
+			vx.reconciling--;
+			vx_snap_free(j->snap);
+			free(j);
+		}
+	}
+	struct gjob *g = calloc(1, sizeof(*g));
+	if (!g)
+		return;
+	snprintf(g->dir, sizeof(g->dir), "%s", vx.netns_dir);
+	snprintf(g->prefix, sizeof(g->prefix), "%s-", vx.ag->cfg.name);
+	vx.reconciling++;
+	if (na_ns_submit(NULL, NULL, w_gc_list, gc_listed, g) < 0) {
+		vx.reconciling--;
+		free(g);
+	}
+}

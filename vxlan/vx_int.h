@@ -1,0 +1,119 @@
+/* Internals of the vxlan module, shared by its files only. The loop thread
+ * owns every structure here; worker jobs get copies (snapshots). */
+#ifndef VX_INT_H
+#define VX_INT_H
+
+#include <stdint.h>
+
+#include "netagent/agent.h"
+#include "netagent/api.h"
+#include "vxlan/ipam.h"
+
+enum vx_src { VX_LOCAL, VX_PUSHED, VX_LEARNED };
+
+typedef struct vx_ep {
+	char name[64];
+	enum vx_src src;
+	uint32_t ip; /* host byte order */
+	int plen;
+	uint8_t mac[6];
+	char ifname[16];
+	char netns[256]; /* local: target namespace path */
+	uint32_t vtep;   /* remote: its host's VTEP; local: ours */
+	char host[64];   /* learned: the publishing agent */
+	struct vx_ep *next;
+} vx_ep_t;
+
+typedef struct vx_net {
+	char name[64];
+	uint32_t vni, subnet;
+	int plen;
+	int mtu, mtu_set; /* mtu_set: given by the user, else underlay − 50 */
+	char netns[400];
+	vx_ipam_t *ipam;
+	vx_ep_t *eps;
+	unsigned nlocal, npushed, nlearned;
+	int ready;   /* kernel objects exist (create job succeeded once) */
+	int busy;    /* a create/delete job is queued: requests wait for it */
+	int deleted; /* removed from desired state, waiting to be freed */
+	char error[256];
+	unsigned long long repairs;
+	struct vx_net *next;
+} vx_net_t;
+
+typedef struct vx {
+	na_agent_t *ag;
+	vx_net_t *nets;
+	unsigned nnets;
+	unsigned long long repairs, reconciles;
+	int reconciling; /* jobs of the current round still out */
+	char netns_dir[200];
+} vx_t;
+
+extern vx_t vx;
+
+/* model.c */
+vx_net_t *vx_net_find(const char *name);
+vx_net_t *vx_net_find_vni(uint32_t vni);
+vx_ep_t *vx_ep_find(vx_net_t *n, const char *name);
+vx_ep_t *vx_ep_find_ip(vx_net_t *n, uint32_t ip);
+vx_ep_t *vx_ep_find_mac(vx_net_t *n, const uint8_t mac[6]);
+vx_net_t *vx_net_new(const char *name, uint32_t vni, uint32_t subnet, int plen, int mtu,
+		     na_err_t *err);
+void vx_net_unlink_free(vx_net_t *n);
+vx_ep_t *vx_ep_add(vx_net_t *n, const vx_ep_t *tmpl);
+void vx_ep_remove(vx_net_t *n, vx_ep_t *ep);
+void vx_mac_from_ip(uint32_t ip, uint8_t mac[6]);
+json_t *vx_net_json(const vx_net_t *n);
+json_t *vx_ep_json(const vx_net_t *n, const vx_ep_t *ep);
+json_t *vx_net_state_json(const vx_net_t *n);
+json_t *vx_ep_state_json(const vx_ep_t *ep);
+json_t *vx_remotes_state_json(const vx_net_t *n);
+int vx_load_state(na_err_t *err);
+/* "endpoints/<net>" kind for state files. */
+void vx_ep_kind(const vx_net_t *n, char *buf, size_t len);
+
+/* routes_net.c / routes_ep.c */
+int vx_routes_init(na_api_t *api, na_err_t *err);
+int vx_routes_ep_init(na_api_t *api, na_err_t *err);
+/* Looks up the {net} parameter; replies 404 and returns NULL when absent. */
+vx_net_t *vx_req_net(na_req_t *req);
+/* When n has a job in flight, re-runs fn(req) once it is done and returns 1. */
+int vx_wait_idle(vx_net_t *n, na_req_t *req, na_handler_fn fn);
+void vx_reply_fail(na_req_t *req, na_err_t *err);
+
+/* jobs.c: kernel work on nsworker threads, keyed by network name. */
+typedef void (*vx_done_fn)(void *ud, int rc, const na_err_t *err);
+int vx_job_net_apply(vx_net_t *n, json_t *persist, vx_done_fn done, void *ud);
+int vx_job_net_delete(vx_net_t *n, vx_done_fn done, void *ud);
+int vx_job_ep_apply(vx_net_t *n, const vx_ep_t *ep, const vx_ep_t *old, json_t *persist,
+		    vx_done_fn done, void *ud);
+int vx_job_ep_delete(vx_net_t *n, const vx_ep_t *ep, vx_done_fn done, void *ud);
+/* Programs (or removes, when del) remote entries and rewrites the remotes
+ * state file when persist is non-NULL. */
+int vx_job_remotes(vx_net_t *n, const vx_ep_t *const *eps, size_t neps, int del,
+		   json_t *persist, vx_done_fn done, void *ud);
+/* Runs after every job queued so far for the network. */
+int vx_job_barrier(vx_net_t *n, vx_done_fn done, void *ud);
+int vx_job_inspect(vx_net_t *n, na_req_t *req);
+int vx_job_check(vx_net_t *n, na_req_t *req);
+
+/* etcd_sync.c: cross-host coordination through etcd (SPEC §3). Every
+ * function is a no-op (claims succeed at once) without --etcd. Loop thread. */
+int vx_etcd_start(na_agent_t *ag, na_err_t *err);
+void vx_etcd_stop(void);
+int vx_etcd_enabled(void);
+/* Claims ep's ip cluster-wide with an etcd transaction; done runs on the
+ * loop thread: rc 0 claimed (or already ours), < 0 with 409 "ip_in_use"
+ * when another agent's endpoint holds it, 503 when etcd is unreachable. */
+int vx_etcd_claim(const vx_net_t *n, const vx_ep_t *ep, vx_done_fn done, void *ud);
+/* Publishes / withdraws a local endpoint (and its ip claim) for the others. */
+void vx_etcd_publish(const vx_net_t *n, const vx_ep_t *ep);
+void vx_etcd_unpublish(const vx_net_t *n, const vx_ep_t *ep);
+/* A network appeared or changed: learn the endpoints already published for it. */
+void vx_etcd_net_changed(const vx_net_t *n);
+
+/* reconcile.c */
+void vx_reconcile(na_agent_t *ag);
+
+#endif

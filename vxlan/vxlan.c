@@ -1,0 +1,74 @@
+/* The vxlan module: registration with the core. */
+#include "vxlan/vxlan.h"
+#include "netagent/metrics.h"
+#include "netagent/util.h"
+#include "vxlan/vx_int.h"
+
+static void collect(FILE *out, void *ud)
+{
+	(void)ud;
+	unsigned long long local = 0, pushed = 0, learned = 0, bad = 0;
+	for (vx_net_t *n = vx.nets; n; n = n->next) {
+		local += n->nlocal;
+		pushed += n->npushed;
+		learned += n->nlearned;
+		bad += n->error[0] != 0;
+	}
+	fprintf(out,
+		"# HELP netagent_networks Overlay networks desired on this host.\n"
+		"# TYPE netagent_networks gauge\nnetagent_networks %u\n"
+		"# HELP netagent_networks_failing Networks whose last reconcile failed.\n"
+		"# TYPE netagent_networks_failing gauge\nnetagent_networks_failing %llu\n"
+		"# HELP netagent_endpoints Endpoints by source.\n"
+		"# TYPE netagent_endpoints gauge\n"
+		"netagent_endpoints{source=\"local\"} %llu\n"
+		"netagent_endpoints{source=\"controller\"} %llu\n"
+		"netagent_endpoints{source=\"etcd\"} %llu\n"
+		"# HELP netagent_reconcile_repairs_total Kernel drift repaired by reconcile.\n"
+		"# TYPE netagent_reconcile_repairs_total counter\n"
+		"netagent_reconcile_repairs_total %llu\n"
+		"# HELP netagent_reconcile_rounds_total Reconcile rounds started.\n"
+		"# TYPE netagent_reconcile_rounds_total counter\n"
+		"netagent_reconcile_rounds_total %llu\n",
+		vx.nnets, bad, local, pushed, learned, vx.repairs, vx.reconciles);
+}
+
+static int init(na_agent_t *ag, na_err_t *err)
+{
+	vx.ag = ag;
+	snprintf(vx.netns_dir, sizeof(vx.netns_dir), "%s/netns", ag->cfg.run_dir);
+	if (vx_load_state(err) < 0 || vx_routes_init(ag->api, err) < 0 ||
+	    vx_etcd_start(ag, err) < 0)
+		return -1;
+	na_metrics_add_collector(collect, NULL);
+	return 0;
+}
+
+static void host_info(na_agent_t *ag, json_t *counts)
+{
+	(void)ag;
+	unsigned long long local = 0, remote = 0;
+	for (vx_net_t *n = vx.nets; n; n = n->next) {
+		local += n->nlocal;
+		remote += n->npushed + n->nlearned;
+	}
+	json_object_set_new(counts, "networks", json_integer(vx.nnets));
+	json_object_set_new(counts, "endpoints", json_integer((json_int_t)local));
+	json_object_set_new(counts, "remote_endpoints", json_integer((json_int_t)remote));
+}
+
+static void fini(na_agent_t *ag)
+{
+	(void)ag;
+	vx_etcd_stop();
+	while (vx.nets)
+		vx_net_unlink_free(vx.nets);
+}
+
+const na_module_t vx_module = {
+	.name = "vxlan",
+	.init = init,
+	.reconcile = vx_reconcile,
+	.host_info = host_info,
+	.fini = fini,
+};
