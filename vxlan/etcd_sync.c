@@ -60,6 +60,7 @@ static struct {
 	struct pub *pubs; /* what we published (or will once etcd is back) */
 	struct lost *lost;
 	struct claim *claims; /* in flight */
+	int learned_once;     /* loop thread: a full learned set was applied */
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* ---- results queue (any thread → loop) ----------------------------------- */
@@ -85,6 +86,11 @@ void vx_etcd_post(struct vx_eres *r)
 	}
 	pthread_mutex_unlock(&S.lock);
 	uv_async_send(&S.async);
+}
+
+int vx_etcd_learned_once(void)
+{
+	return !S.on || S.learned_once;
 }
 
 /* ---- claims -------------------------------------------------------------- */
@@ -369,6 +375,7 @@ static void drain(void)
 			break;
 		case VX_ERES_RESYNC:
 			vx_elearn_resync(r->recs, r->nrecs);
+			S.learned_once = 1;
 			break;
 		case VX_ERES_PUT:
 			vx_elearn_put(&r->rec);

@@ -98,13 +98,6 @@ void vx_elearn_clear(void);
 /* etcd_sync.c: hands a result to the loop thread (takes ownership). Any thread. */
 void vx_etcd_post(struct vx_eres *r);
 void vx_eres_free(struct vx_eres *r);
-/* e's address may still move: a claim for it is in flight. */
-int vx_etcd_claiming(const vx_ep_t *e);
-
-/* Like vx_etcd_claim for an address the agent picked itself (the client gave
- * none): when another host holds it, the next free address is tried (up to
- * VX_ETCD_MAX_TRIES), rewriting ep->ip and, when it was derived from the
- * address, ep->mac. */
-int vx_etcd_claim_any(vx_net_t *n, vx_ep_t *ep, vx_done_fn done, void *ud);
+/* vx_etcd_claiming and vx_etcd_claim_any are declared in vx_int.h. */
 
 #endif

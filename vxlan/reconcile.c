@@ -13,6 +13,7 @@
 
 struct rjob {
 	struct vx_snap *snap;
+	int keep_extra; /* learned set not known yet: remove nothing */
 	unsigned repairs;
 	char error[256];
 };
@@ -52,6 +53,8 @@ static int w_reconcile(void *arg, na_err_t *err)
 	free(eps);
 	vx_k_state_free(&k);
 	int rc = 0;
+	if (j->keep_extra)
+		rep.ndel = 0;
 	if (rep.ndel && vx_k_remote_del_many(s->netns, rep.del, rep.ndel, err) < 0)
 		rc = -1;
 	if (rc == 0 && rep.nset && vx_k_remote_set_many(s->netns, rep.set, rep.nset, err) < 0)
@@ -176,6 +179,7 @@ void vx_reconcile(na_agent_t *ag)
 			free(j);
 			continue;
 		}
+		j->keep_extra = !vx_etcd_learned_once();
 		vx.reconciling++;
 		if (na_ns_submit(n->name, NULL, w_reconcile, reconciled, j) < 0) {
 			vx.reconciling--;

@@ -7,7 +7,6 @@
 #include "netagent/nl.h"
 #include "netagent/util.h"
 #include "netagent/validate.h"
-#include "vxlan/etcd_sync.h"
 #include "vxlan/vx_int.h"
 
 static const na_field_t ep_fields[] = {
@@ -165,6 +164,11 @@ static void ep_commit(na_req_t *req, vx_net_t *n, vx_ep_t *want, int mac_given)
 {
 	na_err_t err = NA_ERR_INIT;
 	vx_ep_t *cur = vx_ep_find(n, want->name);
+	if (cur && vx_etcd_claiming(cur)) {
+		na_err_set(&err, 409, "busy", NULL,
+			   "endpoint %s is being claimed in etcd; retry", want->name);
+		goto fail;
+	}
 	if (cur && cur->src != want->src) {
 		na_err_set(&err, 409, "conflict", NULL, "%s is already a %s endpoint of %s",
 			   want->name, cur->src == VX_LOCAL ? "local" : "remote", n->name);
@@ -583,6 +587,13 @@ static void ep_delete(na_req_t *req, int local, na_handler_fn self)
 	vx_ep_t *e = req_ep(req, n, local);
 	if (!e)
 		return;
+	if (vx_etcd_claiming(e)) {
+		/* The claim's completion still holds e: it must not go now. */
+		na_err_set(&err, 409, "busy", NULL,
+			   "endpoint %s is being claimed in etcd; retry", e->name);
+		na_reply_err(req, &err);
+		return;
+	}
 	struct op *op = calloc(1, sizeof(*op));
 	if (!op) {
 		na_err_errno(&err, ENOMEM, "delete");

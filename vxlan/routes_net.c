@@ -269,6 +269,15 @@ static void h_net_delete(na_req_t *req, void *ud)
 	vx_net_t *n = vx_req_net(req);
 	if (!n || vx_wait_idle(n, req, h_net_delete))
 		return;
+	for (vx_ep_t *e = n->eps; e; e = e->next) {
+		if (vx_etcd_claiming(e)) {
+			na_err_set(&err, 409, "busy", NULL,
+				   "endpoint %s of %s is being claimed in etcd; retry", e->name,
+				   n->name);
+			na_reply_err(req, &err);
+			return;
+		}
+	}
 	if (n->nlocal > 0 && !force) {
 		na_err_set(&err, 409, "has_endpoints", NULL,
 			   "network %s has %u local endpoint(s); delete them or use ?force=true",

@@ -107,6 +107,15 @@ int vx_etcd_enabled(void);
  * loop thread: rc 0 claimed (or already ours), < 0 with 409 "ip_in_use"
  * when another agent's endpoint holds it, 503 when etcd is unreachable. */
 int vx_etcd_claim(const vx_net_t *n, const vx_ep_t *ep, vx_done_fn done, void *ud);
+/* The same for an address the agent picked itself: a lost claim moves the
+ * endpoint to another free address (and its derived MAC), up to 16 tries. */
+int vx_etcd_claim_any(vx_net_t *n, vx_ep_t *ep, vx_done_fn done, void *ud);
+/* 0 until the learned endpoints were read from etcd once (always 1 without
+ * etcd): until then reconcile must not remove remote entries it does not
+ * know, they may be learned ones programmed by our previous run. */
+int vx_etcd_learned_once(void);
+/* 1 while a claim for e is in flight: e must not change or go meanwhile. */
+int vx_etcd_claiming(const vx_ep_t *e);
 /* Publishes / withdraws a local endpoint (and its ip claim) for the others. */
 void vx_etcd_publish(const vx_net_t *n, const vx_ep_t *ep);
 void vx_etcd_unpublish(const vx_net_t *n, const vx_ep_t *ep);
