@@ -19,6 +19,7 @@ export NA_LOG_LEVEL=${NA_LOG_LEVEL:-info} NA_AGENT_EXACT=1
 
 API_PORT=7443
 AGENT=agent1
+AGENT2=agent2
 CTL() { "$NETAGENTCTL" --socket "$(agent_sock $AGENT)" "$@"; }
 
 # ------------------------------------------------------------------ presentation
@@ -60,6 +61,7 @@ demo_stop() {
 		local rc=$?
 		if [ $rc -eq 0 ]; then good "agent stopped cleanly (SIGTERM, exit 0)"; else bad "agent exit status $rc"; fi
 	fi
+	[ -n "$(agent_pid $AGENT2)" ] && stop_agent $AGENT2 5
 	na_cleanup
 	good "namespaces, processes and temp files of prefix ${NA_P} removed"
 }
@@ -133,15 +135,52 @@ demo_mtls() {
 }
 
 demo_metrics() {
-	section "6. Prometheus metrics (excerpt of GET /metrics)"
+	section "7. Prometheus metrics (excerpt of GET /metrics)"
 	show_cmd curl --unix-socket "$(agent_sock $AGENT)" http://localhost/metrics
 	curl -sS --unix-socket "$(agent_sock $AGENT)" http://localhost/metrics |
 		grep -E '^netagent_(http_requests_total|uptime_seconds|http_request_duration_seconds_(count|sum))' |
 		head -n 15 | sed 's/^/  /'
 }
 
+# ctl2 ARGS…: netagentctl on host h2's agent.
+ctl2() {
+	show_cmd "[h2] netagentctl" "$@"
+	"$NETAGENTCTL" --socket "$(agent_sock $AGENT2)" "$@" 2>&1 | sed 's/^/  /'
+}
+
+demo_overlay() {
+	section "6. A private overlay network for cluster db1 across two hosts (VXLAN over netlink)"
+	mkhost h2 192.0.2.12
+	start_agent h2 $AGENT2 || { bad "agent on h2 did not start"; exit 1; }
+	good "second agent $(agent_name $AGENT2) running in host h2 (192.0.2.12)"
+	# "Containers": one namespace per PostgreSQL node, on each host.
+	ip netns add "${NA_P}pg0" && ip netns add "${NA_P}pg1"
+	say "container namespaces: ${NA_P}pg0 (on h1), ${NA_P}pg1 (on h2)"
+	ctl net apply db1 --vni 4001 --subnet 198.18.1.0/24
+	ctl2 net apply db1 --vni 4001 --subnet 198.18.1.0/24
+	ctl ep add db1 pg-0 --netns "/run/netns/${NA_P}pg0" --ip 198.18.1.2/24
+	ctl2 ep add db1 pg-1 --netns "/run/netns/${NA_P}pg1" --ip 198.18.1.3/24
+	say "The controller tells each host where the other's endpoint lives (static FDB + neighbour):"
+	ctl ep add db1 pg-1 --remote --ip 198.18.1.3/24 --mac 02:84:c6:12:01:03 --vtep 192.0.2.12
+	ctl2 ep add db1 pg-0 --remote --ip 198.18.1.2/24 --mac 02:84:c6:12:01:02 --vtep 192.0.2.11
+	ctl ep ls db1
+	run ip netns exec "${NA_P}pg0" ping -c 2 -W 1 198.18.1.3 &&
+		good "pg-0 (h1) reaches pg-1 (h2) through VXLAN 4001" || bad "no reply across hosts"
+	ctl net check db1
+	say "Drift: delete vxlan0 by hand; the agent repairs it within one reconcile (3 s)."
+	local ns
+	ns=$(CTL -o json net show db1 | $PY -c 'import json,sys; print(json.load(sys.stdin)["netns"])')
+	run nsenter --net="$ns" ip link del vxlan0
+	if wait_for 6 sh -c "'$NETAGENTCTL' --socket '$(agent_sock $AGENT)' -o json net inspect db1 | grep -q '\"in_sync\": true'"; then
+		good "repaired"
+	else
+		bad "not repaired within 6 s"
+	fi
+	ctl net inspect db1
+}
+
 demo_events() {
-	section "7. Following the event stream (every state change of the agent)"
+	section "8. Following the event stream (every state change of the agent)"
 	say "In another terminal, try for example:"
 	say "  $NETAGENTCTL --socket $(agent_sock $AGENT) host"
 	say "  $NETAGENTCTL --socket $(agent_sock $AGENT) net apply demo --vni 100 --subnet 198.18.1.0/24"
@@ -161,6 +200,7 @@ demo_pki
 demo_agent
 demo_cli
 demo_mtls
+demo_overlay
 demo_metrics
 if [ "${DEMO_NONINTERACTIVE:-0}" = 1 ] || ! [ -t 0 ]; then
 	section "Non-interactive run: skipping the event stream"
