@@ -1,5 +1,6 @@
 /* The desired state of the overlay: networks and their endpoints, their
  * JSON shapes (API and state files) and loading them at start. */
+#include "vxlan/kernel.h"
 #include "vxlan/vx_int.h"
 #include "netagent/log.h"
 #include "netagent/util.h"
@@ -123,14 +124,8 @@ void vx_ep_remove(vx_net_t *n, vx_ep_t *ep)
 
 void vx_mac_from_ip(uint32_t ip, uint8_t mac[6])
 {
-	/* SAND's scheme: locally administered 02:84 + the IPv4 octets, so a MAC
-	 * is unique wherever the IP is, without coordination. */
-	mac[0] = 0x02;
-	mac[1] = 0x84;
-	mac[2] = (uint8_t)(ip >> 24);
-	mac[3] = (uint8_t)(ip >> 16);
-	mac[4] = (uint8_t)(ip >> 8);
-	mac[5] = (uint8_t)ip;
+	/* One scheme for the API and the kernel layer (SAND's 02:84:a:b:c:d). */
+	vx_k_mac_from_ip(ip, mac);
 }
 
 static json_t *cidr_json(uint32_t ip, int plen)
