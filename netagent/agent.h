@@ -12,16 +12,16 @@
 #include "netagent/state.h"
 
 typedef struct na_config {
-	const char *name;        /* --name, prefixes every kernel object and file */
+	const char *name;	 /* --name, prefixes every kernel object and file */
 	const char *underlay_if; /* --underlay-if, default: the default route's dev */
-	const char *state_dir;   /* --state-dir */
-	const char *run_dir;     /* --run-dir (netns mounts, pid files) */
-	const char *socket;      /* --socket, unix socket path */
-	const char *listen;      /* --listen ADDR:PORT (mTLS) or NULL */
+	const char *state_dir;	 /* --state-dir */
+	const char *run_dir;	 /* --run-dir (netns mounts, pid files) */
+	const char *socket;	 /* --socket, unix socket path */
+	const char *listen;	 /* --listen ADDR:PORT (mTLS) or NULL */
 	const char *tls_cert, *tls_key, *tls_ca;
 	const char *etcd;      /* --etcd URL[,URL…] or NULL */
 	const char *log_level; /* --log-level */
-	int max_conns;         /* concurrent connection cap */
+	int max_conns;	       /* concurrent connection cap */
 	int header_timeout_ms; /* a request must be complete within this */
 	int idle_timeout_ms;   /* keep-alive idle cut-off */
 	int reconcile_ms;      /* periodic reconcile interval */

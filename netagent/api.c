@@ -147,8 +147,9 @@ int na_api_match(na_api_t *api, na_req_t *req, const na_route_t **route, na_err_
 		size_t l = strlen(caps[i]);
 		if (off + l + 1 > sizeof(req->pstore)) {
 			free(copy);
-			return na_err_set(err, 422, "invalid_name", NULL,
-					  "path segment too long (names have at most 63 characters)");
+			return na_err_set(
+			    err, 422, "invalid_name", NULL,
+			    "path segment too long (names have at most 63 characters)");
 		}
 		memcpy(req->pstore + off, caps[i], l + 1);
 		if (na_pct_decode(req->pstore + off, 0) < 0) {
@@ -196,7 +197,8 @@ void na_reply_json(na_req_t *req, int status, json_t *body)
 	json_decref(body);
 	if (!s) {
 		na_reply_text(req, 500, "application/json",
-			      "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}", 57);
+			      "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}",
+			      57);
 		return;
 	}
 	size_t n = strlen(s);

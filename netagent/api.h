@@ -12,7 +12,7 @@
 #include "netagent/err.h"
 
 #define NA_API_MAX_PARAMS 4
-#define NA_API_MAX_BODY   (1024 * 1024)
+#define NA_API_MAX_BODY	  (1024 * 1024)
 
 typedef struct na_req na_req_t;
 
@@ -24,11 +24,11 @@ struct na_req {
 	size_t body_len;
 	const char *params[NA_API_MAX_PARAMS]; /* captures of {x} segments, in order */
 	int nparams;
-	const char *peer;        /* "unix" or the client certificate subject CN */
-	const char *route;       /* pattern that matched, for metrics */
+	const char *peer;	 /* "unix" or the client certificate subject CN */
+	const char *route;	 /* pattern that matched, for metrics */
 	unsigned long long t0ns; /* when the request was complete */
-	void *priv;              /* owned by the transport */
-	char pstore[1024];       /* decoded captures live here, as long as req */
+	void *priv;		 /* owned by the transport */
+	char pstore[1024];	 /* decoded captures live here, as long as req */
 };
 
 typedef void (*na_handler_fn)(na_req_t *req, void *ud);

@@ -8,8 +8,7 @@ static void copy(char *dst, size_t n, const char *src)
 	snprintf(dst, n, "%s", src ? src : "");
 }
 
-int na_err_set(na_err_t *err, int status, const char *code, const char *field, const char *fmt,
-	       ...)
+int na_err_set(na_err_t *err, int status, const char *code, const char *field, const char *fmt, ...)
 {
 	va_list ap;
 

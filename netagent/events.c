@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RING          1024
-#define HEARTBEAT_MS  15000
-#define MAX_SUBS      256
+#define RING	     1024
+#define HEARTBEAT_MS 15000
+#define MAX_SUBS     256
 
 struct sub {
 	na_req_t *req;
@@ -73,7 +73,8 @@ void na_events_publish(const char *type, const char *action, const char *name, j
 	free(ev.ring[seq % RING]);
 	ev.ring[seq % RING] = frame;
 	ev.ring_seq[seq % RING] = seq;
-	na_debug("event", "seq=%llu type=%s action=%s name=%s", seq, type, action, name ? name : "");
+	na_debug("event", "seq=%llu type=%s action=%s name=%s", seq, type, action,
+		 name ? name : "");
 	broadcast(frame, (size_t)n);
 }
 
@@ -133,7 +134,7 @@ static void on_heartbeat(uv_timer_t *t)
 }
 
 static const na_route_t routes[] = {
-	{"GET", "/v1/events", h_events, NULL},
+    {"GET", "/v1/events", h_events, NULL},
 };
 
 int na_events_init(uv_loop_t *loop, na_api_t *api, na_err_t *err)

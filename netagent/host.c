@@ -65,18 +65,17 @@ static void h_host(na_req_t *req, void *ud)
 		if (host.mods[i]->host_info)
 			host.mods[i]->host_info(ag, counts);
 	json_t *o = json_pack(
-		"{s:s, s:s, s:{s:s, s:s, s:i}, s:o, s:s, s:I, s:o, s:{s:s, s:I}}", "name",
-		ag->cfg.name, "version", NA_VERSION, "underlay", "interface", ag->underlay.ifname,
-		"address", addr, "mtu", ag->underlay.mtu, "etcd", etcd_json(), "runtime", "runc",
-		"uptime_s", (json_int_t)((na_now_ms() - ag->started_ms) / 1000), "counts", counts,
-		"state", "dir", ag->cfg.state_dir, "quarantined",
-		(json_int_t)na_state_quarantined(ag->state));
+	    "{s:s, s:s, s:{s:s, s:s, s:i}, s:o, s:s, s:I, s:o, s:{s:s, s:I}}", "name", ag->cfg.name,
+	    "version", NA_VERSION, "underlay", "interface", ag->underlay.ifname, "address", addr,
+	    "mtu", ag->underlay.mtu, "etcd", etcd_json(), "runtime", "runc", "uptime_s",
+	    (json_int_t)((na_now_ms() - ag->started_ms) / 1000), "counts", counts, "state", "dir",
+	    ag->cfg.state_dir, "quarantined", (json_int_t)na_state_quarantined(ag->state));
 	na_reply_json(req, 200, o);
 }
 
 static const na_route_t routes[] = {
-	{"GET", "/v1/health", h_health, NULL},
-	{"GET", "/v1/host", h_host, NULL},
+    {"GET", "/v1/health", h_health, NULL},
+    {"GET", "/v1/host", h_host, NULL},
 };
 
 int na_host_init(na_agent_t *ag, const na_module_t *const *mods, size_t nmods, na_err_t *err)

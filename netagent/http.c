@@ -270,19 +270,32 @@ static void start_reading(struct conn *c)
 static const char *reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 422: return "Unprocessable Entity";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Status";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 422:
+		return "Unprocessable Entity";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Status";
 	}
 }
 
@@ -420,10 +433,10 @@ static const char *op_header(na_req_t *req, const char *name)
 }
 
 const struct na_reply_ops na_http_sock_ops = {
-	.send = op_send,
-	.stream_begin = op_stream_begin,
-	.stream_send = op_stream_send,
-	.header = op_header,
+    .send = op_send,
+    .stream_begin = op_stream_begin,
+    .stream_send = op_stream_send,
+    .header = op_header,
 };
 
 void na_conn_start(struct conn *c)

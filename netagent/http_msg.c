@@ -105,13 +105,13 @@ static int on_complete(http_parser *p)
 }
 
 static const http_parser_settings settings = {
-	.on_message_begin = on_begin,
-	.on_url = on_url,
-	.on_header_field = on_hfield,
-	.on_header_value = on_hvalue,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_complete,
+    .on_message_begin = on_begin,
+    .on_url = on_url,
+    .on_header_field = on_hfield,
+    .on_header_value = on_hvalue,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_complete,
 };
 
 void na_msg_init(na_msg_t *m)
@@ -177,11 +177,13 @@ int na_msg_to_req(na_msg_t *m, na_req_t *req)
 	if (!m->url)
 		return -1;
 	http_parser_url_init(&u);
-	if (http_parser_parse_url(m->url, m->url_len, 0, &u) != 0 || !(u.field_set & (1 << UF_PATH)))
+	if (http_parser_parse_url(m->url, m->url_len, 0, &u) != 0 ||
+	    !(u.field_set & (1 << UF_PATH)))
 		return -1;
 	m->path = dup_range(m->url, u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
 	if (u.field_set & (1 << UF_QUERY))
-		m->query = dup_range(m->url, u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+		m->query =
+		    dup_range(m->url, u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
 	else
 		m->query = strdup("");
 	if (!m->path || !m->query)

@@ -46,8 +46,8 @@ void na_log(enum na_log_level lvl, const char *msg, const char *fmt, ...)
 		qmsg[j++] = (*p == '\n') ? ' ' : *p;
 	}
 	qmsg[j] = 0;
-	int n = snprintf(line, sizeof(line), "ts=%s level=%s msg=\"%s\"%s%s\n", ts, names[lvl], qmsg,
-			 *rest ? " " : "", rest);
+	int n = snprintf(line, sizeof(line), "ts=%s level=%s msg=\"%s\"%s%s\n", ts, names[lvl],
+			 qmsg, *rest ? " " : "", rest);
 	if (n > (int)sizeof(line))
 		n = sizeof(line);
 	if (n > 0)

@@ -17,8 +17,8 @@
 
 /* The module table: the only place that knows every module. */
 static const na_module_t *const modules[] = {
-	&vx_module,
-	NULL,
+    &vx_module,
+    NULL,
 };
 static size_t nmods(void)
 {
@@ -41,23 +41,25 @@ static struct {
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: netagent [options]\n"
-		"  --name NAME            agent name; prefixes every kernel object (env NETAGENT_NAME)\n"
-		"  --underlay-if IF       underlay interface (default: the default route's)\n"
-		"  --state-dir DIR        desired state (default /var/lib/netagent/NAME)\n"
-		"  --run-dir DIR          runtime files, netns mounts (default /run/netagent/NAME)\n"
-		"  --socket PATH          local API socket, mode 0600 (default "
-		"/run/netagent/netagent.sock)\n"
-		"  --listen ADDR:PORT     controller API over mutual TLS\n"
-		"  --tls-cert F --tls-key F --tls-ca F\n"
-		"  --etcd URL[,URL...]    coordinate through etcd v3\n"
-		"  --log-level LEVEL      debug|info|warn|error (default info)\n"
-		"  --max-conns N          concurrent connection cap (default 512)\n"
-		"  --header-timeout-ms N  a request must arrive within N ms (default 10000)\n"
-		"  --idle-timeout-ms N    keep-alive idle cut-off (default 60000)\n"
-		"  --reconcile-ms N       periodic reconcile interval (default 3000)\n"
-		"Every option can also be given as NETAGENT_<OPTION> in the environment.\n");
+	fprintf(
+	    out,
+	    "usage: netagent [options]\n"
+	    "  --name NAME            agent name; prefixes every kernel object (env "
+	    "NETAGENT_NAME)\n"
+	    "  --underlay-if IF       underlay interface (default: the default route's)\n"
+	    "  --state-dir DIR        desired state (default /var/lib/netagent/NAME)\n"
+	    "  --run-dir DIR          runtime files, netns mounts (default /run/netagent/NAME)\n"
+	    "  --socket PATH          local API socket, mode 0600 (default "
+	    "/run/netagent/netagent.sock)\n"
+	    "  --listen ADDR:PORT     controller API over mutual TLS\n"
+	    "  --tls-cert F --tls-key F --tls-ca F\n"
+	    "  --etcd URL[,URL...]    coordinate through etcd v3\n"
+	    "  --log-level LEVEL      debug|info|warn|error (default info)\n"
+	    "  --max-conns N          concurrent connection cap (default 512)\n"
+	    "  --header-timeout-ms N  a request must arrive within N ms (default 10000)\n"
+	    "  --idle-timeout-ms N    keep-alive idle cut-off (default 60000)\n"
+	    "  --reconcile-ms N       periodic reconcile interval (default 3000)\n"
+	    "Every option can also be given as NETAGENT_<OPTION> in the environment.\n");
 }
 
 static const char *envopt(const char *opt)
@@ -75,8 +77,8 @@ static int parse_int(const char *opt, const char *v, int min, int max, int *out,
 	char *end;
 	long n = strtol(v, &end, 10);
 	if (!*v || *end || n < min || n > max)
-		return na_err_set(err, 2, "usage", opt, "--%s must be an integer in %d..%d", opt, min,
-				  max);
+		return na_err_set(err, 2, "usage", opt, "--%s must be an integer in %d..%d", opt,
+				  min, max);
 	*out = (int)n;
 	return 0;
 }
@@ -84,15 +86,24 @@ static int parse_int(const char *opt, const char *v, int min, int max, int *out,
 static int parse_args(int argc, char **argv, na_config_t *c, na_err_t *err)
 {
 	static const struct option opts[] = {
-		{"name", 1, 0, 'n'},           {"underlay-if", 1, 0, 'u'},
-		{"state-dir", 1, 0, 's'},      {"run-dir", 1, 0, 'r'},
-		{"socket", 1, 0, 'S'},         {"listen", 1, 0, 'l'},
-		{"tls-cert", 1, 0, 'C'},       {"tls-key", 1, 0, 'K'},
-		{"tls-ca", 1, 0, 'A'},         {"etcd", 1, 0, 'e'},
-		{"log-level", 1, 0, 'L'},      {"max-conns", 1, 0, 'm'},
-		{"header-timeout-ms", 1, 0, 'H'}, {"idle-timeout-ms", 1, 0, 'I'},
-		{"reconcile-ms", 1, 0, 'R'},   {"help", 0, 0, 'h'},
-		{"version", 0, 0, 'V'},        {0, 0, 0, 0},
+	    {"name", 1, 0, 'n'},
+	    {"underlay-if", 1, 0, 'u'},
+	    {"state-dir", 1, 0, 's'},
+	    {"run-dir", 1, 0, 'r'},
+	    {"socket", 1, 0, 'S'},
+	    {"listen", 1, 0, 'l'},
+	    {"tls-cert", 1, 0, 'C'},
+	    {"tls-key", 1, 0, 'K'},
+	    {"tls-ca", 1, 0, 'A'},
+	    {"etcd", 1, 0, 'e'},
+	    {"log-level", 1, 0, 'L'},
+	    {"max-conns", 1, 0, 'm'},
+	    {"header-timeout-ms", 1, 0, 'H'},
+	    {"idle-timeout-ms", 1, 0, 'I'},
+	    {"reconcile-ms", 1, 0, 'R'},
+	    {"help", 0, 0, 'h'},
+	    {"version", 0, 0, 'V'},
+	    {0, 0, 0, 0},
 	};
 	const char **slot[128] = {0};
 	slot['n'] = &c->name, slot['u'] = &c->underlay_if, slot['s'] = &c->state_dir;

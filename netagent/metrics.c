@@ -5,9 +5,9 @@
 #include <string.h>
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-				 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-#define NB NA_ARRAY_SIZE(buckets)
-#define MAX_SERIES 256
+				 0.1,	 0.25,	0.5,	1,     2.5,  5,	    10};
+#define NB	       NA_ARRAY_SIZE(buckets)
+#define MAX_SERIES     256
 #define MAX_COLLECTORS 16
 
 struct series {
@@ -103,17 +103,19 @@ static void h_metrics(na_req_t *req, void *ud)
 	fprintf(out, "# HELP netagent_http_requests_total API requests by route, method and code.\n"
 		     "# TYPE netagent_http_requests_total counter\n");
 	for (int i = 0; i < m.ns; i++)
-		fprintf(out,
-			"netagent_http_requests_total{route=\"%s\",method=\"%s\",code=\"%d\"} %llu\n",
-			m.s[i].route, m.s[i].method, m.s[i].code, m.s[i].count);
+		fprintf(
+		    out,
+		    "netagent_http_requests_total{route=\"%s\",method=\"%s\",code=\"%d\"} %llu\n",
+		    m.s[i].route, m.s[i].method, m.s[i].code, m.s[i].count);
 	fprintf(out, "# HELP netagent_http_request_duration_seconds API latency by route.\n"
 		     "# TYPE netagent_http_request_duration_seconds histogram\n");
 	for (int i = 0; i < m.nh; i++) {
 		for (size_t b = 0; b < NB; b++)
-			fprintf(out,
-				"netagent_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
-				"%llu\n",
-				m.h[i].route, buckets[b], m.h[i].b[b]);
+			fprintf(
+			    out,
+			    "netagent_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
+			    "%llu\n",
+			    m.h[i].route, buckets[b], m.h[i].b[b]);
 		fprintf(out,
 			"netagent_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
 			"%llu\n",
@@ -139,7 +141,7 @@ static void h_metrics(na_req_t *req, void *ud)
 }
 
 static const na_route_t routes[] = {
-	{"GET", "/metrics", h_metrics, NULL},
+    {"GET", "/metrics", h_metrics, NULL},
 };
 
 int na_metrics_init(na_api_t *api, na_err_t *err)

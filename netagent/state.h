@@ -30,8 +30,7 @@ int na_state_get(na_state_t *st, const char *kind, const char *name, json_t **ou
  * quarantined, logged and counted, and loading goes on. fn returning < 0
  * stops the load and the error is returned. A missing kind dir is empty. */
 typedef int (*na_state_load_fn)(const char *name, json_t *obj, void *ud, na_err_t *err);
-int na_state_load(na_state_t *st, const char *kind, na_state_load_fn fn, void *ud,
-		  na_err_t *err);
+int na_state_load(na_state_t *st, const char *kind, na_state_load_fn fn, void *ud, na_err_t *err);
 /* Lists sub-kinds (directories) under kind, e.g. the networks that have
  * endpoints under "endpoints". Calls fn(name, NULL, ud, err). */
 int na_state_list_kinds(na_state_t *st, const char *kind, na_state_load_fn fn, void *ud,

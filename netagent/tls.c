@@ -20,8 +20,9 @@ static int ssl_fail(na_err_t *err, const char *what, const char *path)
 SSL_CTX *na_tls_server_ctx(const char *cert, const char *key, const char *ca, na_err_t *err)
 {
 	if (!cert || !key || !ca) {
-		na_err_set(err, 422, "invalid_field", "tls",
-			   "--listen needs --tls-cert, --tls-key and --tls-ca (mutual TLS is mandatory)");
+		na_err_set(
+		    err, 422, "invalid_field", "tls",
+		    "--listen needs --tls-cert, --tls-key and --tls-ca (mutual TLS is mandatory)");
 		return NULL;
 	}
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());

@@ -28,23 +28,23 @@ static inline void na_json_decrefp(json_t **j)
 	json_decref(*j);
 }
 
-#define cleanup_free    __attribute__((cleanup(na_freep)))
-#define cleanup_close   __attribute__((cleanup(na_closep)))
-#define cleanup_fclose  __attribute__((cleanup(na_fclosep)))
-#define cleanup_json    __attribute__((cleanup(na_json_decrefp)))
+#define cleanup_free   __attribute__((cleanup(na_freep)))
+#define cleanup_close  __attribute__((cleanup(na_closep)))
+#define cleanup_fclose __attribute__((cleanup(na_fclosep)))
+#define cleanup_json   __attribute__((cleanup(na_json_decrefp)))
 
 /* Move ownership out of a cleanup variable: `return NA_STEAL(p);` */
-#define NA_STEAL(p)                                                                               \
-	({                                                                                        \
+#define NA_STEAL(p)                                                                                \
+	({                                                                                         \
 		__typeof__(p) _tmp = (p);                                                          \
-		(p) = NULL;                                                                       \
-		_tmp;                                                                             \
+		(p) = NULL;                                                                        \
+		_tmp;                                                                              \
 	})
-#define NA_STEAL_FD(fd)                                                                           \
-	({                                                                                        \
-		int _tmp = (fd);                                                                  \
-		(fd) = -1;                                                                        \
-		_tmp;                                                                             \
+#define NA_STEAL_FD(fd)                                                                            \
+	({                                                                                         \
+		int _tmp = (fd);                                                                   \
+		(fd) = -1;                                                                         \
+		_tmp;                                                                              \
 	})
 
 #define NA_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

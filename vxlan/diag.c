@@ -16,8 +16,8 @@ struct djob {
 	struct vx_snap *snap;
 	na_req_t *req;
 	json_t *desired; /* built on the loop thread */
-	json_t *result;  /* built on the worker */
-	int cur;         /* check: index of the local endpoint being probed from */
+	json_t *result;	 /* built on the worker */
+	int cur;	 /* check: index of the local endpoint being probed from */
 };
 
 static void djob_done(void *arg, int rc, const na_err_t *err)
@@ -67,8 +67,8 @@ static int w_inspect(void *arg, na_err_t *err)
 			na_err_clear(err); /* shown as missing */
 	json_t *diff = vx_diff(j->snap, &k, eps, NULL);
 	json_t *kern = vx_kernel_json(&k, j->snap, eps);
-	j->result = json_pack("{s:O, s:o, s:o, s:b}", "desired", j->desired, "kernel", kern,
-			      "diff", diff, "in_sync", json_array_size(diff) == 0);
+	j->result = json_pack("{s:O, s:o, s:o, s:b}", "desired", j->desired, "kernel", kern, "diff",
+			      diff, "in_sync", json_array_size(diff) == 0);
 	vx_k_state_free(&k);
 	free(eps);
 	return 0;
@@ -136,7 +136,8 @@ static double ping1(uint32_t dst, uint16_t id, uint16_t seq, int timeout_ms)
 			continue;
 		const struct iphdr *ip = (const struct iphdr *)buf;
 		size_t hl = (size_t)ip->ihl * 4;
-		if ((size_t)n < hl + sizeof(struct icmphdr) || from.sin_addr.s_addr != sa.sin_addr.s_addr)
+		if ((size_t)n < hl + sizeof(struct icmphdr) ||
+		    from.sin_addr.s_addr != sa.sin_addr.s_addr)
 			continue;
 		const struct icmphdr *r = (const struct icmphdr *)(buf + hl);
 		if (r->type == ICMP_ECHOREPLY && r->un.echo.id == h.un.echo.id &&
@@ -193,7 +194,7 @@ static int w_check(void *arg, na_err_t *err)
 	size_t i, bad = 0;
 	json_t *r;
 	json_array_foreach(json_object_get(j->result, "results"), i, r) bad +=
-		!json_is_true(json_object_get(r, "ok"));
+	    !json_is_true(json_object_get(r, "ok"));
 	json_object_set_new(j->result, "ok", json_boolean(bad == 0));
 	json_object_set_new(j->result, "failed", json_integer((json_int_t)bad));
 	return 0;

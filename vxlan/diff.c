@@ -18,8 +18,7 @@ static void add(json_t *diffs, const char *kind, const char *object, const char 
 					       object, "problem", problem, "detail", detail));
 }
 
-static void check_link(json_t *d, const struct vx_k_link *l, const char *name, int mtu,
-		       int master)
+static void check_link(json_t *d, const struct vx_k_link *l, const char *name, int mtu, int master)
 {
 	if (!l) {
 		add(d, "link", name, "missing", "%s does not exist", name);
@@ -45,7 +44,8 @@ static int cmp_u32(uint32_t a, uint32_t b)
 
 static int cmp_rem_mac(const void *a, const void *b)
 {
-	return memcmp(((const struct vx_k_remote *)a)->mac, ((const struct vx_k_remote *)b)->mac, 6);
+	return memcmp(((const struct vx_k_remote *)a)->mac, ((const struct vx_k_remote *)b)->mac,
+		      6);
 }
 static int cmp_rem_ip(const void *a, const void *b)
 {
@@ -83,7 +83,9 @@ static void diff_fdb(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
 	size_t i = 0, j = 0;
 	char m[18], a[16], b[16];
 	while (i < s->nremote || j < k->nfdb) {
-		int c = i == s->nremote ? 1 : j == k->nfdb ? -1 : cmp_mac(want[i].mac, k->fdb[j].mac);
+		int c = i == s->nremote ? 1
+			: j == k->nfdb	? -1
+					: cmp_mac(want[i].mac, k->fdb[j].mac);
 		if (c < 0) {
 			na_mac_fmt(want[i].mac, m, sizeof(m));
 			add(d, "fdb", m, "missing", "no FDB entry for %s", m);
@@ -126,7 +128,7 @@ static void diff_neigh(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
 	size_t i = 0, j = 0;
 	char a[16], m[18], m2[18];
 	while (i < s->nremote || j < k->nneigh) {
-		int c = i == s->nremote ? 1
+		int c = i == s->nremote	 ? 1
 			: j == k->nneigh ? -1
 					 : cmp_u32(want[i].ip, k->neigh[j].ip);
 		if (c < 0) {
@@ -197,7 +199,8 @@ json_t *vx_diff(const struct vx_snap *s, struct vx_k_state *k, const struct vx_k
 		if (!has) {
 			char ip[16];
 			na_ipv4_fmt(e->ip, ip, sizeof(ip));
-			add(d, "address", obj, "missing", "%s/%d not on %s", ip, e->plen, e->ifname);
+			add(d, "address", obj, "missing", "%s/%d not on %s", ip, e->plen,
+			    e->ifname);
 		}
 		if (memcmp(es->link.mac, e->mac, 6) != 0)
 			add(d, "link", obj, "mismatch", "MAC differs from the desired one");
@@ -232,9 +235,9 @@ json_t *vx_kernel_json(const struct vx_k_state *k, const struct vx_snap *s,
 	for (size_t i = 0; i < k->nneigh; i++) {
 		na_mac_fmt(k->neigh[i].mac, m, sizeof(m));
 		na_ipv4_fmt(k->neigh[i].ip, a, sizeof(a));
-		json_array_append_new(neigh, json_pack("{s:s, s:s, s:s}", "ip", a, "mac", m, "state",
-						       k->neigh[i].state & 0x80 ? "permanent"
-										: "other"));
+		json_array_append_new(neigh,
+				      json_pack("{s:s, s:s, s:s}", "ip", a, "mac", m, "state",
+						k->neigh[i].state & 0x80 ? "permanent" : "other"));
 	}
 	for (size_t i = 0; i < s->nlocal; i++) {
 		json_t *ad = json_array();

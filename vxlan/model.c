@@ -152,13 +152,15 @@ static json_t *mac_json(const uint8_t mac[6])
 
 json_t *vx_net_json(const vx_net_t *n)
 {
-	json_t *o = json_pack("{s:s, s:I, s:o, s:i, s:s, s:{s:I, s:I}, s:s, s:I}", "name",
-			      n->name, "vni", (json_int_t)n->vni, "subnet",
-			      cidr_json(n->subnet, n->plen), "mtu", n->mtu, "netns", n->netns,
-			      "endpoints", "local", (json_int_t)n->nlocal, "remote",
-			      (json_int_t)(n->npushed + n->nlearned), "status",
-			      n->error[0] ? "error" : n->ready ? "ready" : "pending", "repairs",
-			      (json_int_t)n->repairs);
+	json_t *o =
+	    json_pack("{s:s, s:I, s:o, s:i, s:s, s:{s:I, s:I}, s:s, s:I}", "name", n->name, "vni",
+		      (json_int_t)n->vni, "subnet", cidr_json(n->subnet, n->plen), "mtu", n->mtu,
+		      "netns", n->netns, "endpoints", "local", (json_int_t)n->nlocal, "remote",
+		      (json_int_t)(n->npushed + n->nlearned), "status",
+		      n->error[0] ? "error"
+		      : n->ready  ? "ready"
+				  : "pending",
+		      "repairs", (json_int_t)n->repairs);
 	if (n->error[0])
 		json_object_set_new(o, "error", json_string(n->error));
 	return o;

@@ -38,8 +38,7 @@ static int w_reconcile(void *arg, na_err_t *err)
 			size_t l = strnlen(e.msg, sizeof(j->error) - 1);
 			memcpy(j->error, e.msg, l);
 			j->error[l] = 0;
-		}
-		else if (r > 0)
+		} else if (r > 0)
 			j->repairs++;
 	}
 	struct vx_k_state k = {0};
@@ -72,7 +71,8 @@ static void reconciled(void *arg, int rc, const na_err_t *err)
 	if (n) {
 		const char *msg = rc < 0 ? err->msg : j->error;
 		if (strcmp(n->error, msg) != 0 && *msg)
-			na_warn("network reconcile failed", "network=%s error=\"%s\"", n->name, msg);
+			na_warn("network reconcile failed", "network=%s error=\"%s\"", n->name,
+				msg);
 		size_t l = strnlen(msg, sizeof(n->error) - 1);
 		memcpy(n->error, msg, l);
 		n->error[l] = 0;
@@ -131,7 +131,8 @@ static void gc_deleted(void *arg, int rc, const na_err_t *err)
 {
 	struct gjob *g = arg;
 	if (rc < 0)
-		na_warn("cannot remove unwanted network", "netns=%s error=\"%s\"", g->path, err->msg);
+		na_warn("cannot remove unwanted network", "netns=%s error=\"%s\"", g->path,
+			err->msg);
 	else
 		na_info("removed unwanted network", "netns=%s", g->path);
 	free(g);

@@ -10,21 +10,20 @@
 #include "vxlan/vx_int.h"
 
 static const na_field_t ep_fields[] = {
-	{"netns", NA_F_STRING, 1, 0, 0},
-	{"ip", NA_F_STRING, 0, 0, 0},
-	{"mac", NA_F_STRING, 0, 0, 0},
-	{"ifname", NA_F_STRING, 0, 0, 0},
+    {"netns", NA_F_STRING, 1, 0, 0},
+    {"ip", NA_F_STRING, 0, 0, 0},
+    {"mac", NA_F_STRING, 0, 0, 0},
+    {"ifname", NA_F_STRING, 0, 0, 0},
 };
 static const na_field_t remote_fields[] = {
-	{"name", NA_F_STRING, 0, 0, 0}, /* bulk items only */
-	{"ip", NA_F_STRING, 1, 0, 0},
-	{"mac", NA_F_STRING, 1, 0, 0},
-	{"vtep", NA_F_STRING, 1, 0, 0},
+    {"name", NA_F_STRING, 0, 0, 0}, /* bulk items only */
+    {"ip", NA_F_STRING, 1, 0, 0},
+    {"mac", NA_F_STRING, 1, 0, 0},
+    {"vtep", NA_F_STRING, 1, 0, 0},
 };
 
 /* "198.18.1.5/24" or "198.18.1.5"; must sit inside n's subnet as a host. */
-static int parse_ep_ip(vx_net_t *n, const char *s, const char *field, uint32_t *ip,
-		       na_err_t *err)
+static int parse_ep_ip(vx_net_t *n, const char *s, const char *field, uint32_t *ip, na_err_t *err)
 {
 	int plen = n->plen;
 	if (na_cidr_parse(s, ip, &plen) < 0 && na_ipv4_parse(s, ip) < 0)
@@ -96,7 +95,7 @@ struct op {
 	vx_ep_t old;
 	int has_old, status;
 	vx_ep_t **batch; /* bulk remote: the new entries */
-	vx_ep_t *olds;   /* bulk remote: previous values of updated entries */
+	vx_ep_t *olds;	 /* bulk remote: previous values of updated entries */
 	int *was_new;
 	size_t nbatch;
 	int remote_del;
@@ -145,8 +144,8 @@ static void ep_claimed(void *ud, int rc, const na_err_t *err)
 		ep_applied(op, rc, err);
 		return;
 	}
-	if (vx_job_ep_apply(op->n, op->ep, op->has_old ? &op->old : NULL,
-			    vx_ep_state_json(op->ep), ep_applied, op) < 0) {
+	if (vx_job_ep_apply(op->n, op->ep, op->has_old ? &op->old : NULL, vx_ep_state_json(op->ep),
+			    ep_applied, op) < 0) {
 		na_err_t e = NA_ERR_INIT;
 		na_err_set(&e, 503, "busy", NULL, "cannot queue work for network %s", op->n->name);
 		ep_applied(op, -1, &e);
@@ -165,8 +164,8 @@ static void ep_commit(na_req_t *req, vx_net_t *n, vx_ep_t *want, int mac_given)
 	na_err_t err = NA_ERR_INIT;
 	vx_ep_t *cur = vx_ep_find(n, want->name);
 	if (cur && vx_etcd_claiming(cur)) {
-		na_err_set(&err, 409, "busy", NULL,
-			   "endpoint %s is being claimed in etcd; retry", want->name);
+		na_err_set(&err, 409, "busy", NULL, "endpoint %s is being claimed in etcd; retry",
+			   want->name);
 		goto fail;
 	}
 	if (cur && cur->src != want->src) {
@@ -176,7 +175,7 @@ static void ep_commit(na_req_t *req, vx_net_t *n, vx_ep_t *want, int mac_given)
 	}
 	if (!want->ip && cur)
 		want->ip = cur->ip; /* re-PUT without ip keeps the allocated one */
-	int picked = !want->ip; /* ours to choose: a lost claim may move it */
+	int picked = !want->ip;	    /* ours to choose: a lost claim may move it */
 	if (want->ip) {
 		vx_ep_t *o = vx_ep_find_ip(n, want->ip);
 		if (o && o != cur) {
@@ -297,8 +296,8 @@ static void h_ep_put(na_req_t *req, void *ud)
 	const vx_ep_t *cur = vx_ep_find(n, want.name);
 	const vx_ep_t *u = ifname_user(want.netns, want.ifname, cur);
 	if (u) {
-		na_err_set(&err, 409, "ifname_in_use", "ifname",
-			   "%s in %s is used by endpoint %s", want.ifname, want.netns, u->name);
+		na_err_set(&err, 409, "ifname_in_use", "ifname", "%s in %s is used by endpoint %s",
+			   want.ifname, want.netns, u->name);
 		goto fail;
 	}
 	ep_commit(req, n, &want, mac != NULL);
@@ -321,7 +320,8 @@ static int parse_remote(vx_net_t *n, json_t *o, const char *prefix, vx_ep_t *wan
 	const char *mac = json_string_value(json_object_get(o, "mac"));
 	if (na_mac_parse(mac, want->mac) < 0)
 		return na_err_set(err, 422, "invalid_field", f,
-				  "mac must be a unicast MAC like 02:84:c6:12:01:05, got '%s'", mac);
+				  "mac must be a unicast MAC like 02:84:c6:12:01:05, got '%s'",
+				  mac);
 	snprintf(f, sizeof(f), "%svtep", prefix);
 	const char *vt = json_string_value(json_object_get(o, "vtep"));
 	if (na_ipv4_parse(vt, &want->vtep) < 0 || !na_ipv4_unicast(want->vtep))
@@ -359,7 +359,6 @@ fail:
 	na_reply_err(req, &err);
 }
 
-
 /* POST /v1/networks/{net}/remote-endpoints {"items":[{name, ip, mac, vtep}…]}:
  * upserts many remote endpoints in one netlink batch and one state write.
  * All-or-nothing: one bad item and nothing changes. */
@@ -390,7 +389,8 @@ static void bulk_done(void *ud, int rc, const na_err_t *err)
 			  json_pack("{s:I}", "count", (json_int_t)op->nbatch));
 	na_reply_json(op->req, 200,
 		      json_pack("{s:s, s:I, s:I}", "network", n->name, "applied",
-				(json_int_t)op->nbatch, "remote", (json_int_t)(n->npushed + n->nlearned)));
+				(json_int_t)op->nbatch, "remote",
+				(json_int_t)(n->npushed + n->nlearned)));
 	op_free(op);
 }
 
@@ -436,6 +436,12 @@ static void h_remote_bulk(na_req_t *req, void *ud)
 		}
 		if (na_name_check(nm, f, &err) < 0)
 			goto fail;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(want[k].name, nm)) {
+				na_err_set(&err, 422, "duplicate_name", f,
+					   "%s appears twice in items", nm);
+				goto fail;
+			}
 		snprintf(want[i].name, sizeof(want[i].name), "%s", nm);
 		vx_ep_t *cur = vx_ep_find(n, nm);
 		if (cur && cur->src != VX_PUSHED) {
@@ -444,17 +450,27 @@ static void h_remote_bulk(na_req_t *req, void *ud)
 			goto fail;
 		}
 		vx_ep_t *o = vx_ep_find_ip(n, want[i].ip);
+		snprintf(f, sizeof(f), "%sip", prefix);
 		if (o && o != cur) {
 			na_err_set(&err, 409, "ip_in_use", f, "%s: ip is used by endpoint %s", nm,
 				   o->name);
 			goto fail;
 		}
 		o = vx_ep_find_mac(n, want[i].mac);
+		snprintf(f, sizeof(f), "%smac", prefix);
 		if (o && o != cur) {
 			na_err_set(&err, 409, "mac_in_use", f, "%s: mac is used by endpoint %s", nm,
 				   o->name);
 			goto fail;
 		}
+		/* The IPAM catches an ip repeated inside the batch; nothing else
+		 * would catch a repeated mac (two FDB entries for one MAC). */
+		for (size_t k = 0; k < i; k++)
+			if (!memcmp(want[k].mac, want[i].mac, 6)) {
+				na_err_set(&err, 409, "mac_in_use", f,
+					   "%s: mac is also given to %s", nm, want[k].name);
+				goto fail;
+			}
 	}
 	/* Duplicates inside the batch: sort-free check with the IPAM itself. */
 	for (size_t i = 0; i < cnt; i++) {
@@ -513,7 +529,9 @@ static vx_ep_t *req_ep(na_req_t *req, vx_net_t *n, int want_local)
 	if (!e || (want_local == 1 && e->src != VX_LOCAL) ||
 	    (want_local == 0 && e->src != VX_PUSHED)) {
 		na_err_set(&err, 404, "not_found", NULL, "%s endpoint %s not found in network %s",
-			   want_local == 1 ? "local" : want_local == 0 ? "remote" : "",
+			   want_local == 1   ? "local"
+			   : want_local == 0 ? "remote"
+					     : "",
 			   req->params[1], n->name);
 		na_reply_err(req, &err);
 		return NULL;
@@ -589,8 +607,8 @@ static void ep_delete(na_req_t *req, int local, na_handler_fn self)
 		return;
 	if (vx_etcd_claiming(e)) {
 		/* The claim's completion still holds e: it must not go now. */
-		na_err_set(&err, 409, "busy", NULL,
-			   "endpoint %s is being claimed in etcd; retry", e->name);
+		na_err_set(&err, 409, "busy", NULL, "endpoint %s is being claimed in etcd; retry",
+			   e->name);
 		na_reply_err(req, &err);
 		return;
 	}
@@ -633,15 +651,15 @@ static void h_remote_delete(na_req_t *req, void *ud)
 }
 
 static const na_route_t routes[] = {
-	{"GET", "/v1/networks/{net}/endpoints", h_ep_list, NULL},
-	{"PUT", "/v1/networks/{net}/endpoints/{name}", h_ep_put, NULL},
-	{"GET", "/v1/networks/{net}/endpoints/{name}", h_ep_get, NULL},
-	{"DELETE", "/v1/networks/{net}/endpoints/{name}", h_ep_delete, NULL},
-	{"POST", "/v1/networks/{net}/remote-endpoints", h_remote_bulk, NULL},
-	{"GET", "/v1/networks/{net}/remote-endpoints", h_ep_list, NULL},
-	{"PUT", "/v1/networks/{net}/remote-endpoints/{name}", h_remote_put, NULL},
-	{"GET", "/v1/networks/{net}/remote-endpoints/{name}", h_ep_get, NULL},
-	{"DELETE", "/v1/networks/{net}/remote-endpoints/{name}", h_remote_delete, NULL},
+    {"GET", "/v1/networks/{net}/endpoints", h_ep_list, NULL},
+    {"PUT", "/v1/networks/{net}/endpoints/{name}", h_ep_put, NULL},
+    {"GET", "/v1/networks/{net}/endpoints/{name}", h_ep_get, NULL},
+    {"DELETE", "/v1/networks/{net}/endpoints/{name}", h_ep_delete, NULL},
+    {"POST", "/v1/networks/{net}/remote-endpoints", h_remote_bulk, NULL},
+    {"GET", "/v1/networks/{net}/remote-endpoints", h_ep_list, NULL},
+    {"PUT", "/v1/networks/{net}/remote-endpoints/{name}", h_remote_put, NULL},
+    {"GET", "/v1/networks/{net}/remote-endpoints/{name}", h_ep_get, NULL},
+    {"DELETE", "/v1/networks/{net}/remote-endpoints/{name}", h_remote_delete, NULL},
 };
 
 int vx_routes_ep_init(na_api_t *api, na_err_t *err)

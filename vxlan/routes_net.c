@@ -6,9 +6,9 @@
 #include "vxlan/vx_int.h"
 
 static const na_field_t net_fields[] = {
-	{"vni", NA_F_INT, 1, 1, 16777215},
-	{"subnet", NA_F_STRING, 1, 0, 0},
-	{"mtu", NA_F_INT, 0, 576, 9000},
+    {"vni", NA_F_INT, 1, 1, 16777215},
+    {"subnet", NA_F_STRING, 1, 0, 0},
+    {"mtu", NA_F_INT, 0, 576, 9000},
 };
 
 void vx_reply_fail(na_req_t *req, na_err_t *err)
@@ -328,12 +328,12 @@ static void h_net_check(na_req_t *req, void *ud)
 }
 
 static const na_route_t routes[] = {
-	{"GET", "/v1/networks", h_net_list, NULL},
-	{"PUT", "/v1/networks/{name}", h_net_put, NULL},
-	{"GET", "/v1/networks/{name}", h_net_get, NULL},
-	{"DELETE", "/v1/networks/{name}", h_net_delete, NULL},
-	{"GET", "/v1/networks/{name}/inspect", h_net_inspect, NULL},
-	{"POST", "/v1/networks/{name}/check", h_net_check, NULL},
+    {"GET", "/v1/networks", h_net_list, NULL},
+    {"PUT", "/v1/networks/{name}", h_net_put, NULL},
+    {"GET", "/v1/networks/{name}", h_net_get, NULL},
+    {"DELETE", "/v1/networks/{name}", h_net_delete, NULL},
+    {"GET", "/v1/networks/{name}/inspect", h_net_inspect, NULL},
+    {"POST", "/v1/networks/{name}/check", h_net_check, NULL},
 };
 
 int vx_routes_init(na_api_t *api, na_err_t *err)

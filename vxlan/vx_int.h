@@ -19,8 +19,8 @@ typedef struct vx_ep {
 	uint8_t mac[6];
 	char ifname[16];
 	char netns[256]; /* local: target namespace path */
-	uint32_t vtep;   /* remote: its host's VTEP; local: ours */
-	char host[64];   /* learned: the publishing agent */
+	uint32_t vtep;	 /* remote: its host's VTEP; local: ours */
+	char host[64];	 /* learned: the publishing agent */
 	struct vx_ep *next;
 } vx_ep_t;
 
@@ -91,8 +91,8 @@ int vx_job_ep_apply(vx_net_t *n, const vx_ep_t *ep, const vx_ep_t *old, json_t *
 int vx_job_ep_delete(vx_net_t *n, const vx_ep_t *ep, vx_done_fn done, void *ud);
 /* Programs (or removes, when del) remote entries and rewrites the remotes
  * state file when persist is non-NULL. */
-int vx_job_remotes(vx_net_t *n, const vx_ep_t *const *eps, size_t neps, int del,
-		   json_t *persist, vx_done_fn done, void *ud);
+int vx_job_remotes(vx_net_t *n, const vx_ep_t *const *eps, size_t neps, int del, json_t *persist,
+		   vx_done_fn done, void *ud);
 /* Runs after every job queued so far for the network. */
 int vx_job_barrier(vx_net_t *n, vx_done_fn done, void *ud);
 int vx_job_inspect(vx_net_t *n, na_req_t *req);

@@ -66,9 +66,9 @@ static void fini(na_agent_t *ag)
 }
 
 const na_module_t vx_module = {
-	.name = "vxlan",
-	.init = init,
-	.reconcile = vx_reconcile,
-	.host_info = host_info,
-	.fini = fini,
+    .name = "vxlan",
+    .init = init,
+    .reconcile = vx_reconcile,
+    .host_info = host_info,
+    .fini = fini,
 };

@@ -39,13 +39,15 @@ static const struct na_reply_ops ops = {sink_send, sink_stream_begin, sink_strea
 					sink_header};
 
 static const na_field_t net_spec[] = {
-	{"vni", NA_F_INT, 1, 1, 16777215},
-	{"subnet", NA_F_STRING, 1, 0, 0},
-	{"mtu", NA_F_INT, 0, 576, 9000},
+    {"vni", NA_F_INT, 1, 1, 16777215},
+    {"subnet", NA_F_STRING, 1, 0, 0},
+    {"mtu", NA_F_INT, 0, 576, 9000},
 };
 static const na_field_t ep_spec[] = {
-	{"netns", NA_F_STRING, 1, 0, 0}, {"ip", NA_F_STRING, 0, 0, 0},
-	{"mac", NA_F_STRING, 0, 0, 0},   {"ifname", NA_F_STRING, 0, 0, 0},
+    {"netns", NA_F_STRING, 1, 0, 0},
+    {"ip", NA_F_STRING, 0, 0, 0},
+    {"mac", NA_F_STRING, 0, 0, 0},
+    {"ifname", NA_F_STRING, 0, 0, 0},
 };
 
 static void h_put(na_req_t *req, void *ud)
@@ -94,11 +96,11 @@ static void h_get(na_req_t *req, void *ud)
 }
 
 static const na_route_t routes[] = {
-	{"GET", "/v1/health", h_get, NULL},
-	{"PUT", "/v1/networks/{name}", h_put, NULL},
-	{"DELETE", "/v1/networks/{name}", h_get, NULL},
-	{"PUT", "/v1/networks/{net}/endpoints/{name}", h_put, (void *)1},
-	{"GET", "/v1/networks/{net}/endpoints/{name}", h_get, NULL},
+    {"GET", "/v1/health", h_get, NULL},
+    {"PUT", "/v1/networks/{name}", h_put, NULL},
+    {"DELETE", "/v1/networks/{name}", h_get, NULL},
+    {"PUT", "/v1/networks/{net}/endpoints/{name}", h_put, (void *)1},
+    {"GET", "/v1/networks/{net}/endpoints/{name}", h_get, NULL},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -96,7 +96,8 @@ is "na's derived MAC for 198.18.1.11 is SAND's 02:84:c6:12:01:0b" "${EP_MAC[a1]}
 
 # ---- the controller pushes each host the other hosts' endpoints
 remote_json() { # EP → {"ip","mac","vtep"} (+ "name" when $2 = named)
-	local s="\"ip\":\"${EP_IP[$1]}/24\",\"mac\":\"${EP_MAC[$1]}\",\"vtep\":\"$(host_ip h${EP_HOST[$1]})\""
+	local s
+	s="\"ip\":\"${EP_IP[$1]}/24\",\"mac\":\"${EP_MAC[$1]}\",\"vtep\":\"$(host_ip "h${EP_HOST[$1]}")\""
 	[ "${2:-}" = named ] && s="\"name\":\"$1\",$s"
 	echo "{$s}"
 }
@@ -228,8 +229,8 @@ is "no encapsulated ARP, no encapsulated broadcast, no overlay ARP on the fabric
 # ---- MTU: default = underlay − 50; explicit
 api a1 GET /v1/networks/na
 is "na's mtu is 1500 − 50" "$(json_get mtu "$HTTP_BODY")" 1450
-check "na: ping -M do -s 1422 (1450-byte packets) h1 → h2 passes" in_e 1a ping -M do -s 1422 -c2 -W2 -q 198.18.1.12
-if in_e 1a ping -M do -s 1423 -c2 -W1 -q 198.18.1.12 >/dev/null 2>&1; then
+check "na: ping -M do -s 1422 (1450-byte packets) h1 → h2 passes" in_e 1a ping -M "do" -s 1422 -c2 -W2 -q 198.18.1.12
+if in_e 1a ping -M "do" -s 1423 -c2 -W1 -q 198.18.1.12 >/dev/null 2>&1; then
 	not_ok "na: ping -M do -s 1423 fails" "it passed"
 else
 	ok "na: ping -M do -s 1423 fails"
@@ -250,8 +251,8 @@ api a2 PUT /v1/networks/nm/remote-endpoints/m1 "${J[@]}" --data-binary "{\"ip\":
 [ "$HTTP_CODE" = 201 ] || bad="$bad remote m1: $(last_req)"
 [ -z "$bad" ] && ok "network nm (vni 103, mtu 1400) on h1/h2, endpoints as eth1 beside na's eth0" || not_ok "network nm set up" "$bad"
 is "nm: eth1 in the endpoint namespace has mtu 1400" "$(ip -n "$(ens 1a)" -o link show dev eth1 | grep -o 'mtu [0-9]*')" "mtu 1400"
-check "nm: ping -M do -s 1372 h1 → h2 passes" in_e 1a ping -M do -s 1372 -c2 -W2 -q 198.18.2.12
-if in_e 1a ping -M do -s 1373 -c2 -W1 -q 198.18.2.12 >/dev/null 2>&1; then
+check "nm: ping -M do -s 1372 h1 → h2 passes" in_e 1a ping -M "do" -s 1372 -c2 -W2 -q 198.18.2.12
+if in_e 1a ping -M "do" -s 1373 -c2 -W1 -q 198.18.2.12 >/dev/null 2>&1; then
 	not_ok "nm: ping -M do -s 1373 fails" "it passed"
 else
 	ok "nm: ping -M do -s 1373 fails"
@@ -282,6 +283,7 @@ repaired "vxlan0 recreated with the FDB re-programmed" pred_vxlan
 check "delete br0 in h1's na namespace" in_n a1 na ip link del br0
 T0=$(now_ms)
 repaired "br0 recreated, vxlan0 and the veth enslaved" pred_br0
+T_BR=$(now_ms)
 check "delete a2's FDB entry on h1 (bridge fdb del … self)" in_n a1 na bridge fdb del "${EP_MAC[a2]}" dev vxlan0 self
 T0=$(now_ms)
 repaired "a2's FDB entry re-programmed" pred_fdb
@@ -338,7 +340,8 @@ $(json_get items "$HTTP_BODY")"
 	echo "$out"
 }
 snap_links() { # AGENT NET EPNS → ifindexes of vxlan0, br0, the veths, and eth0 in EPNS
-	local s="vxlan0=$(ifindex "$(nns "$1" "$2")" vxlan0) br0=$(ifindex "$(nns "$1" "$2")" br0)"
+	local s
+	s="vxlan0=$(ifindex "$(nns "$1" "$2")" vxlan0) br0=$(ifindex "$(nns "$1" "$2")" br0)"
 	s="$s $(in_n "$1" "$2" ip -o link show type veth | awk -F': ' '{sub(/@.*/, "", $2); printf "%s=%s ", $2, $1}')"
 	echo "$s eth0=$(ifindex "/run/netns/$(ens "$3")" eth0)"
 }
@@ -346,6 +349,8 @@ API1=$(snap_api a1)
 API2=$(snap_api a2)
 L1=$(snap_links a1 na 1a)
 L2=$(snap_links a2 na 2a)
+diag "ifindexes before the restarts: h1: $L1; h2: $L2"
+[[ $L1 =~ vxlan0=[0-9]+\ br0=[0-9]+\ ve-[0-9a-f]+=[0-9]+\ +eth0=[0-9]+$ ]] || not_ok "link snapshot of h1 is complete" "$L1"
 env --default-signal=INT nsenter --net="/run/netns/$(ens 1a)" ping -i 0.05 198.18.1.12 >"$NA_TMP/ping-restart" 2>&1 &
 PING=$!
 track_pid $PING
@@ -392,11 +397,14 @@ is "every network on a1 and a2 in sync after the restarts" "$bad" ""
 is "IPAM state survived: ni still full (→ 409 subnet_exhausted)" "$(alloc y6 6)" "409 subnet_exhausted"
 
 # ---- idempotent PUTs: 200 and not a single kernel event
-nsenter --net="$(nns a1 na)" ip monitor link address neigh >"$NA_TMP/mon-net" 2>&1 &
+# The kernel itself notifies every bridge port once more when its forward-delay timer (15 s)
+# expires, even with STP off: let that pass for the ports re-enslaved to the repaired br0.
+while [ "$(now_ms)" -lt $((T_BR + 16000)) ]; do sleep 0.2; done
+nsenter --net="$(nns a1 na)" ip -o monitor link address neigh >"$NA_TMP/mon-net" 2>&1 &
 MON1=$!
 nsenter --net="$(nns a1 na)" bridge monitor fdb >"$NA_TMP/mon-fdb" 2>&1 &
 MON2=$!
-nsenter --net="/run/netns/$(ens 1a)" ip monitor link address >"$NA_TMP/mon-ep" 2>&1 &
+nsenter --net="/run/netns/$(ens 1a)" ip -o monitor link address >"$NA_TMP/mon-ep" 2>&1 &
 MON3=$!
 track_pid $MON1 $MON2 $MON3
 sleep 0.5

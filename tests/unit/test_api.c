@@ -35,10 +35,10 @@ static void h_ok(na_req_t *req, void *ud)
 }
 
 static const na_route_t routes[] = {
-	{"GET", "/v1/health", h_ok, NULL},
-	{"PUT", "/v1/networks/{name}", h_ok, NULL},
-	{"DELETE", "/v1/networks/{name}", h_ok, NULL},
-	{"GET", "/v1/networks/{net}/endpoints/{name}", h_ok, NULL},
+    {"GET", "/v1/health", h_ok, NULL},
+    {"PUT", "/v1/networks/{name}", h_ok, NULL},
+    {"DELETE", "/v1/networks/{name}", h_ok, NULL},
+    {"GET", "/v1/networks/{net}/endpoints/{name}", h_ok, NULL},
 };
 
 static na_api_t *mkapi(void)
@@ -82,8 +82,8 @@ static void test_not_found(void **s)
 {
 	(void)s;
 	na_api_t *api = mkapi();
-	const char *paths[] = {"/v1/nope", "/v1/health/", "/v1//health", "/v1/networks/",
-			       "v1/health", "/"};
+	const char *paths[] = {"/v1/nope",	"/v1/health/", "/v1//health",
+			       "/v1/networks/", "v1/health",   "/"};
 	for (size_t i = 0; i < NA_ARRAY_SIZE(paths); i++) {
 		run(api, "GET", paths[i], NULL);
 		assert_int_equal(handled, 0);
@@ -227,15 +227,15 @@ static void test_msg_nul_body(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_match_and_params),
-		cmocka_unit_test(test_not_found),
-		cmocka_unit_test(test_method_not_allowed),
-		cmocka_unit_test(test_bad_escape),
-		cmocka_unit_test(test_query),
-		cmocka_unit_test(test_msg_basic_and_pipelined),
-		cmocka_unit_test(test_msg_byte_by_byte),
-		cmocka_unit_test(test_msg_limits),
-		cmocka_unit_test(test_msg_nul_body),
+	    cmocka_unit_test(test_match_and_params),
+	    cmocka_unit_test(test_not_found),
+	    cmocka_unit_test(test_method_not_allowed),
+	    cmocka_unit_test(test_bad_escape),
+	    cmocka_unit_test(test_query),
+	    cmocka_unit_test(test_msg_basic_and_pipelined),
+	    cmocka_unit_test(test_msg_byte_by_byte),
+	    cmocka_unit_test(test_msg_limits),
+	    cmocka_unit_test(test_msg_nul_body),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
