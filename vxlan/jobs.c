@@ -44,6 +44,8 @@ struct vx_snap *vx_snap_take(const vx_net_t *n)
 		return NULL;
 	}
 	for (const vx_ep_t *e = n->eps; e; e = e->next) {
+		if (e->deleting)
+			continue;
 		if (e->src == VX_LOCAL && s->nlocal < n->nlocal) {
 			struct vx_snap_ep *l = &s->local[s->nlocal++];
 			snprintf(l->name, sizeof(l->name), "%s", e->name);

@@ -163,6 +163,11 @@ static void ep_commit(na_req_t *req, vx_net_t *n, vx_ep_t *want, int mac_given)
 {
 	na_err_t err = NA_ERR_INIT;
 	vx_ep_t *cur = vx_ep_find(n, want->name);
+	if (cur && cur->deleting) {
+		na_err_set(&err, 409, "busy", NULL, "endpoint %s is being deleted; retry",
+			   want->name);
+		goto fail;
+	}
 	if (cur && vx_etcd_claiming(cur)) {
 		na_err_set(&err, 409, "busy", NULL, "endpoint %s is being claimed in etcd; retry",
 			   want->name);
@@ -578,6 +583,9 @@ static void ep_deleted(void *ud, int rc, const na_err_t *err)
 	vx_net_t *n = op->n;
 	if (rc < 0) {
 		na_err_t e = *err;
+		vx_ep_t *still = vx_ep_find(n, op->old.name);
+		if (still)
+			still->deleting = 0; /* it stays: snapshots must see it again */
 		if (op->remote_del && !vx_ep_find(n, op->old.name) &&
 		    vx_ipam_reserve(n->ipam, op->old.ip, &e) == 0)
 			vx_ep_add(n, &op->old); /* the kernel still has it: keep it desired */
@@ -605,6 +613,12 @@ static void ep_delete(na_req_t *req, int local, na_handler_fn self)
 	vx_ep_t *e = req_ep(req, n, local);
 	if (!e)
 		return;
+	if (e->deleting) {
+		na_err_set(&err, 409, "busy", NULL, "endpoint %s is already being deleted",
+			   e->name);
+		na_reply_err(req, &err);
+		return;
+	}
 	if (vx_etcd_claiming(e)) {
 		/* The claim's completion still holds e: it must not go now. */
 		na_err_set(&err, 409, "busy", NULL, "endpoint %s is being claimed in etcd; retry",
@@ -623,6 +637,7 @@ static void ep_delete(na_req_t *req, int local, na_handler_fn self)
 	op->old = *e;
 	int r;
 	if (local) {
+		e->deleting = 1;
 		r = vx_job_ep_delete(n, e, ep_deleted, op);
 	} else {
 		/* The state file is written without the entry; the job removes the

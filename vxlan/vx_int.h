@@ -21,6 +21,9 @@ typedef struct vx_ep {
 	char netns[256]; /* local: target namespace path */
 	uint32_t vtep;	 /* remote: its host's VTEP; local: ours */
 	char host[64];	 /* learned: the publishing agent */
+	/* A delete job is queued: snapshots leave it out, or a reconcile
+	 * queued behind the delete would plug it back in. */
+	int deleting;
 	struct vx_ep *next;
 } vx_ep_t;
 
