@@ -254,6 +254,36 @@ int na_state_del(na_state_t *st, const char *kind, const char *name, na_err_t *e
 	return 0;
 }
 
+int na_state_del_kind(na_state_t *st, const char *kind, na_err_t *err)
+{
+	cleanup_free char *kdir = NULL;
+
+	if (check_kind(kind, err) < 0)
+		return -1;
+	if (asprintf(&kdir, "%s/%s", st->dir, kind) < 0)
+		return na_err_errno(err, ENOMEM, "state del kind");
+	DIR *d = opendir(kdir);
+	if (!d)
+		return errno == ENOENT ? 0 : na_err_errno(err, errno, "open %s", kdir);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		/* Only files: a sub-kind below it would be another owner's. */
+		if (de->d_type == DT_DIR)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+			na_err_errno(err, errno, "unlink %s/%s", kdir, de->d_name);
+			closedir(d);
+			return -1;
+		}
+	}
+	closedir(d);
+	if (rmdir(kdir) < 0 && errno != ENOENT && errno != ENOTEMPTY)
+		return na_err_errno(err, errno, "rmdir %s", kdir);
+	char *slash = strrchr(kdir, '/');
+	*slash = 0;
+	return fsync_dir(kdir, err);
+}
+
 /* Reads one file. Returns 0 with *out, -1 with a system error in err, -2
  * when the file exists but is not a JSON object (reason in why), or -3 when
  * it does not exist. */

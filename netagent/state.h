@@ -23,6 +23,9 @@ const char *na_state_dir(const na_state_t *st);
 int na_state_put(na_state_t *st, const char *kind, const char *name, json_t *obj, na_err_t *err);
 /* Removing an absent object is not an error. */
 int na_state_del(na_state_t *st, const char *kind, const char *name, na_err_t *err);
+/* Removes every object of kind and its directory (e.g. "endpoints/n1" when
+ * network n1 goes). A missing kind is not an error. */
+int na_state_del_kind(na_state_t *st, const char *kind, na_err_t *err);
 /* Reads one object: 0 and *out, or -1 with 404 not_found / the parse error. */
 int na_state_get(na_state_t *st, const char *kind, const char *name, json_t **out, na_err_t *err);
 

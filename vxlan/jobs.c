@@ -3,8 +3,6 @@
  * different networks in parallel. State files are written by the job right
  * after the kernel work succeeded and before the reply (acknowledged means
  * on disk), so the loop thread never waits on fsync. */
-#include <dirent.h>
-
 #include "netagent/log.h"
 #include "netagent/nsworker.h"
 #include "netagent/util.h"
@@ -194,21 +192,6 @@ int vx_job_net_apply(vx_net_t *n, json_t *state, vx_done_fn done, void *ud)
 	return submit(n, j, w_net_apply);
 }
 
-static int rm_state_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	if (!d)
-		return 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
-			continue;
-		unlinkat(dirfd(d), de->d_name, 0);
-	}
-	closedir(d);
-	return rmdir(path);
-}
-
 static int w_net_delete(void *arg, na_err_t *err)
 {
 	struct job *j = arg;
@@ -219,10 +202,10 @@ static int w_net_delete(void *arg, na_err_t *err)
 		return -1;
 	/* Endpoints and remotes first: a crash in between leaves a network
 	 * file, and reconcile recreates the network the client saw undeleted. */
-	char kind[96], path[600];
+	char kind[96];
 	snprintf(kind, sizeof(kind), "endpoints/%s", j->snap->name);
-	snprintf(path, sizeof(path), "%s/%s", na_state_dir(j->state), kind);
-	rm_state_dir(path);
+	if (na_state_del_kind(j->state, kind, err) < 0)
+		return -1;
 	if (na_state_del(j->state, "remotes", j->snap->name, err) < 0)
 		return -1;
 	return na_state_del(j->state, "networks", j->snap->name, err);

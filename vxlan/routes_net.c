@@ -11,11 +11,6 @@ static const na_field_t net_fields[] = {
     {"mtu", NA_F_INT, 0, 576, 9000},
 };
 
-void vx_reply_fail(na_req_t *req, na_err_t *err)
-{
-	na_reply_err(req, err);
-}
-
 vx_net_t *vx_req_net(na_req_t *req)
 {
 	na_err_t err = NA_ERR_INIT;

@@ -214,6 +214,30 @@ static void test_overwrite_and_delete(void **state)
 	json_decref(b);
 }
 
+static void test_del_kind(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	char path[256];
+	struct stat st;
+
+	json_t *a = json_pack("{s:i}", "v", 1);
+	assert_int_equal(na_state_put(fx->st, "endpoints/n1", "e1", a, &e), 0);
+	assert_int_equal(na_state_put(fx->st, "endpoints/n1", "e2", a, &e), 0);
+	assert_int_equal(na_state_put(fx->st, "endpoints/n2", "e1", a, &e), 0);
+	assert_int_equal(na_state_del_kind(fx->st, "endpoints/n1", &e), 0);
+	snprintf(path, sizeof(path), "%s/endpoints/n1", fx->dir);
+	assert_int_equal(stat(path, &st), -1); /* files and directory gone */
+	snprintf(path, sizeof(path), "%s/endpoints/n2/e1.json", fx->dir);
+	assert_int_equal(stat(path, &st), 0); /* the neighbour kind is untouched */
+	/* absent kind: fine; invalid kind: refused, nothing removed */
+	assert_int_equal(na_state_del_kind(fx->st, "endpoints/n1", &e), 0);
+	assert_int_equal(na_state_del_kind(fx->st, "endpoints/..", &e), -1);
+	assert_int_equal(e.status, 422);
+	assert_int_equal(stat(path, &st), 0);
+	json_decref(a);
+}
+
 static void test_load_order_and_missing(void **state)
 {
 	fx_t *fx = *state;
@@ -525,6 +549,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_open_and_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_overwrite_and_delete, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_del_kind, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_order_and_missing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_quarantined, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncated_and_non_object, setup, teardown),
