@@ -53,6 +53,17 @@ static json_t *etcd_json(void)
 	return o;
 }
 
+/* The OCI runtime containers will use (provision/): where it is, if anywhere. */
+static json_t *runtime_json(void)
+{
+	static const char *const paths[] = {"/usr/sbin/runc", "/usr/bin/runc"};
+	for (size_t i = 0; i < NA_ARRAY_SIZE(paths); i++)
+		if (access(paths[i], X_OK) == 0)
+			return json_pack("{s:s, s:s, s:b}", "name", "runc", "path", paths[i],
+					 "available", 1);
+	return json_pack("{s:s, s:b}", "name", "runc", "available", 0);
+}
+
 static void h_host(na_req_t *req, void *ud)
 {
 	(void)ud;
@@ -65,9 +76,9 @@ static void h_host(na_req_t *req, void *ud)
 		if (host.mods[i]->host_info)
 			host.mods[i]->host_info(ag, counts);
 	json_t *o = json_pack(
-	    "{s:s, s:s, s:{s:s, s:s, s:i}, s:o, s:s, s:I, s:o, s:{s:s, s:I}}", "name", ag->cfg.name,
+	    "{s:s, s:s, s:{s:s, s:s, s:i}, s:o, s:o, s:I, s:o, s:{s:s, s:I}}", "name", ag->cfg.name,
 	    "version", NA_VERSION, "underlay", "interface", ag->underlay.ifname, "address", addr,
-	    "mtu", ag->underlay.mtu, "etcd", etcd_json(), "runtime", "runc", "uptime_s",
+	    "mtu", ag->underlay.mtu, "etcd", etcd_json(), "runtime", runtime_json(), "uptime_s",
 	    (json_int_t)((na_now_ms() - ag->started_ms) / 1000), "counts", counts, "state", "dir",
 	    ag->cfg.state_dir, "quarantined", (json_int_t)na_state_quarantined(ag->state));
 	na_reply_json(req, 200, o);
