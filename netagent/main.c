@@ -58,7 +58,7 @@ static void usage(FILE *out)
 	    "  --max-conns N          concurrent connection cap (default 512)\n"
 	    "  --header-timeout-ms N  a request must arrive within N ms (default 10000)\n"
 	    "  --idle-timeout-ms N    keep-alive idle cut-off (default 60000)\n"
-	    "  --reconcile-ms N       periodic reconcile interval (default 3000)\n"
+	    "  --reconcile-ms N       periodic reconcile interval (default 2000)\n"
 	    "Every option can also be given as NETAGENT_<OPTION> in the environment.\n");
 }
 
@@ -229,7 +229,7 @@ static int start(int argc, char **argv, na_err_t *err)
 	if (!c->socket)
 		c->socket = "/run/netagent/netagent.sock";
 	if (!c->reconcile_ms)
-		c->reconcile_ms = 3000;
+		c->reconcile_ms = 2000;
 	signal(SIGPIPE, SIG_IGN);
 
 	d.ag.loop = uv_default_loop();

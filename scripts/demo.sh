@@ -167,7 +167,7 @@ demo_overlay() {
 	run ip netns exec "${NA_P}pg0" ping -c 2 -W 1 198.18.1.3 &&
 		good "pg-0 (h1) reaches pg-1 (h2) through VXLAN 4001" || bad "no reply across hosts"
 	ctl net check db1
-	say "Drift: delete vxlan0 by hand; the agent repairs it within one reconcile (3 s)."
+	say "Drift: delete vxlan0 by hand; the agent repairs it within one reconcile (2 s)."
 	local ns
 	ns=$(CTL -o json net show db1 | $PY -c 'import json,sys; print(json.load(sys.stdin)["netns"])')
 	run nsenter --net="$ns" ip link del vxlan0
