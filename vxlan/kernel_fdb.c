@@ -8,57 +8,94 @@
 #include <stdbool.h>
 #include <string.h>
 
+enum req_kind { RK_FDB, RK_BRFDB, RK_NEIGH };
+
+/* What each pipelined request was, for error messages. */
 struct batch {
 	const struct vx_k_remote *r;
 	bool del;
+	struct {
+		uint32_t ri;
+		uint8_t kind;
+	} * map;
+	size_t nmap;
 };
 
-/* Requests go in pairs per remote: FDB entry, then neighbour. */
 static void describe(void *ud, size_t idx, char *buf, size_t n)
 {
 	const struct batch *b = ud;
-	const struct vx_k_remote *r = &b->r[idx / 2];
+	if (idx >= b->nmap) {
+		snprintf(buf, n, "request %zu", idx);
+		return;
+	}
+	const struct vx_k_remote *r = &b->r[b->map[idx].ri];
 	char mac[18], ip[INET_ADDRSTRLEN], vtep[INET_ADDRSTRLEN];
+	const char *op = b->del ? "delete" : "set";
 
 	vxk_mac_str(r->mac, mac, sizeof(mac));
 	vxk_ip_str(r->ip, ip, sizeof(ip));
 	vxk_ip_str(r->vtep, vtep, sizeof(vtep));
-	if (idx % 2 == 0)
-		snprintf(buf, n, "%s fdb %s%s%s", b->del ? "delete" : "set", mac,
-			 b->del ? "" : " dst ", b->del ? "" : vtep);
-	else
-		snprintf(buf, n, "%s neighbour %s%s%s", b->del ? "delete" : "set", ip,
-			 b->del ? "" : " lladdr ", b->del ? "" : mac);
+	switch (b->map[idx].kind) {
+	case RK_FDB:
+		snprintf(buf, n, "%s fdb %s%s%s", op, mac, b->del ? "" : " dst ",
+			 b->del ? "" : vtep);
+		break;
+	case RK_BRFDB:
+		snprintf(buf, n, "%s bridge fdb %s", op, mac);
+		break;
+	default:
+		snprintf(buf, n, "%s neighbour %s%s%s", op, ip, b->del ? "" : " lladdr ",
+			 b->del ? "" : mac);
+	}
 }
 
-static void add_pair(na_nl_t *nl, int ifindex, const struct vx_k_remote *r, bool del)
+static void note(struct batch *b, size_t ri, enum req_kind kind)
 {
+	b->map[b->nmap].ri = (uint32_t)ri;
+	b->map[b->nmap].kind = (uint8_t)kind;
+	b->nmap++;
+}
+
+/* Up to three requests per remote: vxlan0's own FDB entry (MAC -> VTEP),
+ * the bridge's static entry for the MAC on the vxlan0 port (learning is off
+ * there, so without it every frame to a remote MAC would be flooded to the
+ * local endpoints too), and the neighbour entry (IP -> MAC). */
+static void add_pair(na_nl_t *nl, int ifindex, struct batch *b, size_t ri)
+{
+	const struct vx_k_remote *r = &b->r[ri];
+	bool del = b->del;
 	uint16_t type = del ? RTM_DELNEIGH : RTM_NEWNEIGH;
 	uint16_t flags = del ? 0 : NLM_F_CREATE | NLM_F_REPLACE;
 	uint32_t vtep = htonl(r->vtep), ip = htonl(r->ip);
-	struct ndmsg nd = {
-	    .ndm_family = AF_BRIDGE,
-	    .ndm_ifindex = ifindex,
-	    /* The device's own table (not the bridge's); what `bridge fdb
-	     * replace ... self permanent` sends. */
-	    .ndm_flags = NTF_SELF,
-	    .ndm_state = del ? 0 : NUD_PERMANENT | NUD_NOARP,
-	};
 	static const uint8_t zero[6];
 	struct nlmsghdr *nlh;
+	struct ndmsg nd;
 
 	/* Reconcile deletes an extra FDB entry or an extra neighbour on its
 	 * own: a zero MAC or IP means "not this half" (a zero MAC would
 	 * otherwise name vxlan's default destination). */
 	if (!del || memcmp(r->mac, zero, 6) != 0) {
+		nd = (struct ndmsg){
+		    .ndm_family = AF_BRIDGE,
+		    .ndm_ifindex = ifindex,
+		    /* The device's own table: `bridge fdb replace ... self permanent`. */
+		    .ndm_flags = NTF_SELF,
+		    .ndm_state = del ? 0 : NUD_PERMANENT | NUD_NOARP,
+		};
 		nlh = na_nl_batch_add(nl, type, flags, &nd, sizeof(nd));
 		mnl_attr_put(nlh, NDA_LLADDR, 6, r->mac);
 		if (!del)
 			mnl_attr_put(nlh, NDA_DST, 4, &vtep);
+		note(b, ri, RK_FDB);
+		/* The bridge's table: `bridge fdb replace ... master static`. */
+		nd.ndm_flags = NTF_MASTER;
+		nd.ndm_state = del ? 0 : NUD_NOARP;
+		nlh = na_nl_batch_add(nl, type, flags, &nd, sizeof(nd));
+		mnl_attr_put(nlh, NDA_LLADDR, 6, r->mac);
+		note(b, ri, RK_BRFDB);
 	}
 	if (del && !r->ip)
 		return;
-
 	nd = (struct ndmsg){
 	    .ndm_family = AF_INET,
 	    .ndm_ifindex = ifindex,
@@ -68,13 +105,14 @@ static void add_pair(na_nl_t *nl, int ifindex, const struct vx_k_remote *r, bool
 	mnl_attr_put(nlh, NDA_DST, 4, &ip);
 	if (!del)
 		mnl_attr_put(nlh, NDA_LLADDR, 6, r->mac);
+	note(b, ri, RK_NEIGH);
 }
 
 static int remotes(const char *netns_path, const struct vx_k_remote *r, size_t n, bool del,
 		   na_err_t *err)
 {
 	cleanup_nl na_nl_t *nl = NULL;
-	struct batch b = {r, del};
+	struct batch b = {r, del, NULL, 0};
 	struct vx_k_link vx;
 	int rc;
 
@@ -100,16 +138,22 @@ static int remotes(const char *netns_path, const struct vx_k_remote *r, size_t n
 		 * frame would be flooded to that VTEP. */
 		static const uint8_t zero[6];
 		if ((r[i].mac[0] & 1) || !memcmp(r[i].mac, zero, 6) || !r[i].ip || !r[i].vtep) {
-			char buf[128];
-			describe(&b, 2 * i, buf, sizeof(buf));
+			char mac[18];
+			vxk_mac_str(r[i].mac, mac, sizeof(mac));
 			return na_err_set(err, 422, "invalid_field", NULL,
-					  "%s: need a unicast MAC, an IP and a VTEP", buf);
+					  "set remote %s: need a unicast MAC, an IP and a VTEP",
+					  mac);
 		}
 	}
+	b.map = malloc(3 * n * sizeof(*b.map));
+	if (!b.map)
+		return na_err_errno(err, ENOMEM, "remote endpoints");
 	for (size_t i = 0; i < n; i++)
-		add_pair(nl, vx.ifindex, &r[i], del);
+		add_pair(nl, vx.ifindex, &b, i);
 	/* ENOENT on delete: already gone, which is what was asked. */
-	if (na_nl_batch_send(nl, del ? ENOENT : 0, describe, &b, NULL, err) < 0) {
+	rc = na_nl_batch_send(nl, del ? ENOENT : 0, describe, &b, NULL, err);
+	free(b.map);
+	if (rc < 0) {
 		na_err_prefix(err, "%s", netns_path);
 		return -1;
 	}

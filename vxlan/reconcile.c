@@ -28,6 +28,10 @@ static int w_reconcile(void *arg, na_err_t *err)
 	if (r < 0)
 		return -1;
 	j->repairs += (unsigned)r;
+	/* A recreated vxlan0 or br0 lost its FDB (the bridge's static entries
+	 * too, which the diff below does not see): program every remote. */
+	if (r > 0 && s->nremote && vx_k_remote_set_many(s->netns, s->remote, s->nremote, err) < 0)
+		return -1;
 	for (size_t i = 0; i < s->nlocal; i++) {
 		struct vx_k_ep ke;
 		na_err_t e = NA_ERR_INIT;
