@@ -311,10 +311,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	uv_run(d.ag.loop, UV_RUN_DEFAULT);
+	/* Workers first: finished and cancelled jobs call back into the
+	 * modules, whose state must still be there. */
+	na_nsworker_fini();
 	for (size_t i = nmods(); i-- > 0;)
 		if (modules[i]->fini)
 			modules[i]->fini(&d.ag);
-	na_nsworker_fini();
 	na_events_fini();
 	uv_walk(d.ag.loop, close_walk, NULL);
 	uv_run(d.ag.loop, UV_RUN_DEFAULT);
