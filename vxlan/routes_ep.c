@@ -147,7 +147,7 @@ static void ep_claimed(void *ud, int rc, const na_err_t *err)
 	if (vx_job_ep_apply(op->n, op->ep, op->has_old ? &op->old : NULL, vx_ep_state_json(op->ep),
 			    ep_applied, op) < 0) {
 		na_err_t e = NA_ERR_INIT;
-		na_err_set(&e, 503, "busy", NULL, "cannot queue work for network %s", op->n->name);
+		vx_err_queue(&e, op->n);
 		ep_applied(op, -1, &e);
 	}
 }
@@ -255,7 +255,7 @@ static void ep_commit(na_req_t *req, vx_net_t *n, vx_ep_t *want, int mac_given)
 		 * extras within one round. */
 	}
 	if (r < 0) {
-		na_err_set(&err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+		vx_err_queue(&err, n);
 		ep_applied(op, -1, &err);
 	}
 	return;
@@ -512,7 +512,7 @@ static void h_remote_bulk(na_req_t *req, void *ud)
 	op->n = n;
 	if (vx_job_remotes(n, (const vx_ep_t *const *)op->batch, op->nbatch, 0,
 			   vx_remotes_state_json(n), bulk_done, op) < 0) {
-		na_err_set(&err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+		vx_err_queue(&err, n);
 		bulk_done(op, -1, &err);
 	}
 	return;
@@ -648,7 +648,7 @@ static void ep_delete(na_req_t *req, int local, na_handler_fn self)
 		r = vx_job_remotes(n, list, 1, 1, vx_remotes_state_json(n), ep_deleted, op);
 	}
 	if (r < 0) {
-		na_err_set(&err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+		vx_err_queue(&err, n);
 		ep_deleted(op, -1, &err);
 	}
 }

@@ -11,6 +11,11 @@ static const na_field_t net_fields[] = {
     {"mtu", NA_F_INT, 0, 576, 9000},
 };
 
+int vx_err_queue(na_err_t *err, const vx_net_t *n)
+{
+	return na_err_set(err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+}
+
 vx_net_t *vx_req_net(na_req_t *req)
 {
 	na_err_t err = NA_ERR_INIT;
@@ -191,7 +196,7 @@ static void h_net_put(na_req_t *req, void *ud)
 	op->n = n;
 	n->busy = 1;
 	if (vx_job_net_apply(n, vx_net_state_json(n), net_applied, op) < 0) {
-		na_err_set(&err, 503, "busy", NULL, "cannot queue work for network %s", name);
+		vx_err_queue(&err, n);
 		net_applied(op, -1, &err);
 	}
 	return;
@@ -291,7 +296,7 @@ static void h_net_delete(na_req_t *req, void *ud)
 	n->busy = 1;
 	n->deleted = 1; /* invisible from now on; a new PUT queues behind this job */
 	if (vx_job_net_delete(n, net_deleted, op) < 0) {
-		na_err_set(&err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+		vx_err_queue(&err, n);
 		net_deleted(op, -1, &err);
 	}
 }
@@ -304,7 +309,7 @@ static void h_net_inspect(na_req_t *req, void *ud)
 		return;
 	if (vx_job_inspect(n, req) < 0) {
 		na_err_t err = NA_ERR_INIT;
-		na_err_set(&err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+		vx_err_queue(&err, n);
 		na_reply_err(req, &err);
 	}
 }
@@ -317,7 +322,7 @@ static void h_net_check(na_req_t *req, void *ud)
 		return;
 	if (vx_job_check(n, req) < 0) {
 		na_err_t err = NA_ERR_INIT;
-		na_err_set(&err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+		vx_err_queue(&err, n);
 		na_reply_err(req, &err);
 	}
 }

@@ -83,6 +83,8 @@ int vx_routes_ep_init(na_api_t *api, na_err_t *err);
 vx_net_t *vx_req_net(na_req_t *req);
 /* When n has a job in flight, re-runs fn(req) once it is done and returns 1. */
 int vx_wait_idle(vx_net_t *n, na_req_t *req, na_handler_fn fn);
+/* 503 "busy": a job for n could not be queued (out of memory, shutting down). */
+int vx_err_queue(na_err_t *err, const vx_net_t *n);
 
 /* jobs.c: kernel work on nsworker threads, keyed by network name. */
 typedef void (*vx_done_fn)(void *ud, int rc, const na_err_t *err);
