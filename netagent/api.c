@@ -181,8 +181,11 @@ void na_api_dispatch(na_api_t *api, na_req_t *req)
 
 static void finish(na_req_t *req, int status)
 {
+	double secs = (double)(na_now_ns() - req->t0ns) / 1e9;
+	na_debug("request", "method=%s path=%s status=%d ms=%.3f peer=%s", req->method, req->path,
+		 status, secs * 1000, req->peer ? req->peer : "-");
 	if (observer)
-		observer(req, status, (double)(na_now_ns() - req->t0ns) / 1e9);
+		observer(req, status, secs);
 }
 
 void na_reply_text(na_req_t *req, int status, const char *ctype, const char *text, size_t len)
