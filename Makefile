@@ -20,7 +20,7 @@ MOD_OBJ  := $(call obj,$(MOD_SRC))
 CLI_OBJ  := $(call obj,$(CLI_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit unit-asan integration demo bench fuzz fuzz-build format clean
+.PHONY: all deps check unit unit-asan asan-daemon integration demo bench fuzz fuzz-build format clean
 all: bin/netagent bin/netagentctl
 
 $(BUILD)/%.o: %.c
@@ -54,6 +54,16 @@ unit-asan:
 
 build/asan/tests-built: $(UNIT_BIN)
 	@touch $@
+
+# The daemon itself under ASan+UBSan, for tests/integration/test_sanitized_daemon.sh.
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan-daemon:
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(SAN_FLAGS)" \
+	  LDFLAGS="-fsanitize=address,undefined" build/asan/bin/netagent
+
+build/asan/bin/netagent: $(call obj,netagent/main.c) $(MOD_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 check: deps
 	$(MAKE) --no-print-directory all

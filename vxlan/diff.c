@@ -79,7 +79,8 @@ static void diff_fdb(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
 		return;
 	memcpy(want, s->remote, s->nremote * sizeof(*want));
 	qsort(want, s->nremote, sizeof(*want), cmp_rem_mac);
-	qsort(k->fdb, k->nfdb, sizeof(*k->fdb), cmp_fdb);
+	if (k->nfdb) /* qsort wants a valid pointer even for 0 elements */
+		qsort(k->fdb, k->nfdb, sizeof(*k->fdb), cmp_fdb);
 	size_t i = 0, j = 0;
 	char m[18], a[16], b[16];
 	while (i < s->nremote || j < k->nfdb) {
@@ -124,7 +125,8 @@ static void diff_neigh(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
 		return;
 	memcpy(want, s->remote, s->nremote * sizeof(*want));
 	qsort(want, s->nremote, sizeof(*want), cmp_rem_ip);
-	qsort(k->neigh, k->nneigh, sizeof(*k->neigh), cmp_neigh);
+	if (k->nneigh)
+		qsort(k->neigh, k->nneigh, sizeof(*k->neigh), cmp_neigh);
 	size_t i = 0, j = 0;
 	char a[16], m[18], m2[18];
 	while (i < s->nremote || j < k->nneigh) {

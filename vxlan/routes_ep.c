@@ -390,8 +390,9 @@ static void bulk_done(void *ud, int rc, const na_err_t *err)
 		op_free(op);
 		return;
 	}
-	na_events_publish("endpoint", "bulk", n->name,
-			  json_pack("{s:I}", "count", (json_int_t)op->nbatch));
+	json_t *ev = json_pack("{s:I}", "count", (json_int_t)op->nbatch);
+	na_events_publish("endpoint", "bulk", n->name, ev); /* borrows */
+	json_decref(ev);
 	na_reply_json(op->req, 200,
 		      json_pack("{s:s, s:I, s:I}", "network", n->name, "applied",
 				(json_int_t)op->nbatch, "remote",
