@@ -258,6 +258,13 @@ void na_ipv4_fmt(uint32_t addr, char *buf, size_t n)
 		 (addr >> 8) & 0xff, addr & 0xff);
 }
 
+void na_cidr_fmt(uint32_t addr, int plen, char *buf, size_t n)
+{
+	char a[16];
+	na_ipv4_fmt(addr, a, sizeof(a));
+	snprintf(buf, n, "%s/%d", a, plen);
+}
+
 int na_ipv4_unicast(uint32_t addr)
 {
 	uint32_t o = addr >> 24;

@@ -31,7 +31,9 @@ int na_fields_check(json_t *obj, const na_field_t *spec, size_t n, const char *p
 /* IPv4 helpers (host byte order). */
 int na_ipv4_parse(const char *s, uint32_t *addr);	     /* dotted quad only */
 int na_cidr_parse(const char *s, uint32_t *addr, int *plen); /* a.b.c.d/n */
-void na_ipv4_fmt(uint32_t addr, char *buf, size_t n);	     /* buf >= 16 */
+void na_ipv4_fmt(uint32_t addr, char *buf, size_t n);
+void na_cidr_fmt(uint32_t addr, int plen, char *buf, size_t n);
+    /* "a.b.c.d/n", buf >= 20 */    /* buf >= 16 */
 int na_ipv4_unicast(uint32_t addr); /* not 0/8, 127/8, multicast, broadcast, class E */
 /* "aa:bb:cc:dd:ee:ff" → 6 bytes; rejects multicast (bit 0 of first byte) and zero. */
 int na_mac_parse(const char *s, uint8_t mac[6]);

@@ -245,8 +245,7 @@ json_t *vx_kernel_json(const struct vx_k_state *k, const struct vx_snap *s,
 		json_t *ad = json_array();
 		for (size_t j = 0; j < eps[i].naddrs; j++) {
 			char c[24];
-			na_ipv4_fmt(eps[i].addrs[j].ip, a, sizeof(a));
-			snprintf(c, sizeof(c), "%s/%d", a, eps[i].addrs[j].plen);
+			na_cidr_fmt(eps[i].addrs[j].ip, eps[i].addrs[j].plen, c, sizeof(c));
 			json_array_append_new(ad, json_string(c));
 		}
 		json_array_append_new(epj, json_pack("{s:s, s:s, s:s, s:b, s:i, s:b, s:o}", "name",

@@ -30,9 +30,8 @@ static struct lent *cache[NBUCKET];
 /* The value of an endpoint key; sorted keys so equal records compare equal. */
 char *vx_erec_value(const struct vx_erec *r)
 {
-	char ip[16], cidr[24], mac[18], vtep[16];
-	na_ipv4_fmt(r->ip, ip, sizeof(ip));
-	snprintf(cidr, sizeof(cidr), "%s/%d", ip, r->plen);
+	char cidr[24], mac[18], vtep[16];
+	na_cidr_fmt(r->ip, r->plen, cidr, sizeof(cidr));
 	na_mac_fmt(r->mac, mac, sizeof(mac));
 	na_ipv4_fmt(r->vtep, vtep, sizeof(vtep));
 	cleanup_json json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "vni", (json_int_t)r->vni,

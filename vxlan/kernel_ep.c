@@ -1,5 +1,6 @@
 /* Local endpoints: a veth pair from N's bridge into a container namespace. */
 #include "netagent/util.h"
+#include "netagent/validate.h"
 #include "vxlan/kernel_int.h"
 
 #include <arpa/inet.h>
@@ -66,7 +67,7 @@ static int add_addr(na_nl_t *nl, int ifindex, uint32_t ip, int plen, na_err_t *e
 	mnl_attr_put(nlh, IFA_LOCAL, 4, &be);
 	mnl_attr_put(nlh, IFA_ADDRESS, 4, &be);
 	if (na_nl_call(nl, nlh, NULL, NULL, err, "add address") < 0) {
-		vxk_ip_str(ip, s, sizeof(s));
+		na_ipv4_fmt(ip, s, sizeof(s));
 		na_err_prefix(err, "%s/%d", s, plen);
 		return -1;
 	}

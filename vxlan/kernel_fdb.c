@@ -1,5 +1,6 @@
 /* Remote endpoints: static FDB and neighbour entries on vxlan0. */
 #include "netagent/util.h"
+#include "netagent/validate.h"
 #include "vxlan/kernel_int.h"
 
 #include <arpa/inet.h>
@@ -32,9 +33,9 @@ static void describe(void *ud, size_t idx, char *buf, size_t n)
 	char mac[18], ip[INET_ADDRSTRLEN], vtep[INET_ADDRSTRLEN];
 	const char *op = b->del ? "delete" : "set";
 
-	vxk_mac_str(r->mac, mac, sizeof(mac));
-	vxk_ip_str(r->ip, ip, sizeof(ip));
-	vxk_ip_str(r->vtep, vtep, sizeof(vtep));
+	na_mac_fmt(r->mac, mac, sizeof(mac));
+	na_ipv4_fmt(r->ip, ip, sizeof(ip));
+	na_ipv4_fmt(r->vtep, vtep, sizeof(vtep));
 	switch (b->map[idx].kind) {
 	case RK_FDB:
 		snprintf(buf, n, "%s fdb %s%s%s", op, mac, b->del ? "" : " dst ",
@@ -139,7 +140,7 @@ static int remotes(const char *netns_path, const struct vx_k_remote *r, size_t n
 		static const uint8_t zero[6];
 		if ((r[i].mac[0] & 1) || !memcmp(r[i].mac, zero, 6) || !r[i].ip || !r[i].vtep) {
 			char mac[18];
-			vxk_mac_str(r[i].mac, mac, sizeof(mac));
+			na_mac_fmt(r[i].mac, mac, sizeof(mac));
 			return na_err_set(err, 422, "invalid_field", NULL,
 					  "set remote %s: need a unicast MAC, an IP and a VTEP",
 					  mac);

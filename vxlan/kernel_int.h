@@ -30,7 +30,5 @@ int vxk_fix_link(na_nl_t *nl, const struct vx_k_link *cur, int mtu, int master, 
 int vxk_dump_ep(na_nl_t *nl, const char *ifname, struct vx_k_ep_state *out, na_err_t *err);
 /* Deletes a link by name; 0 when it did not exist. */
 int vxk_del_link(na_nl_t *nl, const char *name, na_err_t *err);
-void vxk_ip_str(uint32_t ip, char *buf, size_t n);
-void vxk_mac_str(const uint8_t *mac, char *buf, size_t n);
 
 #endif

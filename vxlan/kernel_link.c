@@ -1,5 +1,6 @@
 /* Reading the kernel's view of an overlay network: links, FDB, neighbours. */
 #include "netagent/util.h"
+#include "netagent/validate.h"
 #include "vxlan/kernel_int.h"
 
 #include <arpa/inet.h>
@@ -57,18 +58,6 @@ void vx_k_mac_from_ip(uint32_t ip, uint8_t mac[6])
 	mac[3] = (uint8_t)(ip >> 16);
 	mac[4] = (uint8_t)(ip >> 8);
 	mac[5] = (uint8_t)ip;
-}
-
-void vxk_ip_str(uint32_t ip, char *buf, size_t n)
-{
-	uint32_t be = htonl(ip);
-	if (!inet_ntop(AF_INET, &be, buf, (socklen_t)n))
-		snprintf(buf, n, "?");
-}
-
-void vxk_mac_str(const uint8_t *m, char *buf, size_t n)
-{
-	snprintf(buf, n, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
 }
 
 int vxk_open(const char *path, na_nl_t **nl, int *nsfd, na_err_t *err)

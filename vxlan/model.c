@@ -130,9 +130,8 @@ void vx_mac_from_ip(uint32_t ip, uint8_t mac[6])
 
 static json_t *cidr_json(uint32_t ip, int plen)
 {
-	char a[16], buf[24];
-	na_ipv4_fmt(ip, a, sizeof(a));
-	snprintf(buf, sizeof(buf), "%s/%d", a, plen);
+	char buf[24];
+	na_cidr_fmt(ip, plen, buf, sizeof(buf));
 	return json_string(buf);
 }
 

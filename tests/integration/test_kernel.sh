@@ -78,7 +78,7 @@ finish() {
 PKGS="libuv jansson libmnl"
 if ! cc -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(pkg-config --cflags $PKGS) \
 	${CFLAGS:--O2 -g} -o "$BIN" tests/integration/kernel_test.c \
-	netagent/err.c netagent/log.c netagent/nl.c netagent/netns.c netagent/underlay.c \
+	netagent/err.c netagent/log.c netagent/validate.c netagent/nl.c netagent/netns.c netagent/underlay.c \
 	netagent/nsworker.c vxlan/kernel_*.c $(pkg-config --libs $PKGS) -lpthread >"$LOG" 2>&1; then
 	nok "kernel_test builds"
 	finish

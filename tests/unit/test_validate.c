@@ -322,6 +322,13 @@ static void test_ipv4(void **state)
 	assert_string_equal(buf, "255.255.255.255");
 	na_ipv4_fmt(0, buf, sizeof(buf));
 	assert_string_equal(buf, "0.0.0.0");
+	char cidr[24];
+	na_cidr_fmt(0xc6120105u, 24, cidr, sizeof(cidr));
+	assert_string_equal(cidr, "198.18.1.5/24");
+	uint32_t back;
+	int plen;
+	assert_int_equal(na_cidr_parse(cidr, &back, &plen), 0); /* round trip */
+	assert_true(back == 0xc6120105u && plen == 24);
 
 	assert_true(na_ipv4_unicast(0xc0000201u));  /* 192.0.2.1 */
 	assert_true(na_ipv4_unicast(0x01000000u));  /* 1.0.0.0 */
