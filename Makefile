@@ -2,6 +2,8 @@
 # `sudo make check` / `sudo make demo` install their own dependencies first.
 CC      ?= cc
 BUILD   ?= build
+# Where the binaries go; a helper build elsewhere: make BUILD=build/x BIN=build/x/bin
+BIN     ?= bin
 PKGS    := libuv openssl jansson libnl-3.0 libnl-route-3.0 libmnl libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -21,19 +23,26 @@ CLI_OBJ  := $(call obj,$(CLI_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all deps check unit unit-asan asan-daemon integration demo bench fuzz fuzz-build format clean
-all: bin/netagent bin/netagentctl
+MON_SRC := $(wildcard provision/monitor/*.c)
+all: $(BIN)/netagent $(BIN)/netagentctl $(if $(MON_SRC),$(BIN)/netagent-monitor)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-bin/netagent: $(call obj,netagent/main.c) $(MOD_OBJ) $(CORE_OBJ)
-	@mkdir -p bin
+$(BIN)/netagent: $(call obj,netagent/main.c) $(MOD_OBJ) $(CORE_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The per-container monitor (runc's parent, conmon-like): small and static in
+# what it links, so it keeps running whatever happens to the agent.
+$(BIN)/netagent-monitor: $(call obj,$(MON_SRC)) $(call obj,netagent/err.c netagent/log.c)
+	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The CLI links only what it needs from the core: errors, validation, logging.
-bin/netagentctl: $(CLI_OBJ) $(call obj,netagent/err.c netagent/validate.c netagent/log.c)
-	@mkdir -p bin
+$(BIN)/netagentctl: $(CLI_OBJ) $(call obj,netagent/err.c netagent/validate.c netagent/log.c)
+	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) $(MOD_OBJ)

@@ -34,10 +34,15 @@ static struct {
 	na_agent_t ag;
 	na_http_t *http;
 	SSL_CTX *tls;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t reconcile, deadline;
 	int exit_code;
-} d;
+	/* reconcile rounds: module index of the round in progress, or -1 */
+	int round_mod, round_again;
+	unsigned long long rounds;
+	/* drain: the HTTP side and the modules' stops both must finish */
+	int http_drained, stop_mod;
+} d = {.round_mod = -1, .stop_mod = -1};
 
 static void usage(FILE *out)
 {
@@ -167,12 +172,54 @@ static char *default_path(const char *base, const char *name)
 	return p;
 }
 
+/* A round runs the modules' reconciles one after the other, in table order
+ * (vxlan's networks exist before vip and provision look at them). A round
+ * asked for while one is out runs right after it. */
+static void round_next(void *ud);
+
+static void round_step(void)
+{
+	while (modules[d.round_mod] && !modules[d.round_mod]->reconcile)
+		d.round_mod++;
+	if (!modules[d.round_mod] || d.ag.draining) {
+		d.round_mod = -1;
+		d.rounds++;
+		if (d.round_again && !d.ag.draining) {
+			d.round_again = 0;
+			d.round_mod = 0;
+			round_step();
+		}
+		return;
+	}
+	modules[d.round_mod]->reconcile(&d.ag, round_next, &d.round_mod);
+}
+
+static void round_next(void *ud)
+{
+	(void)ud;
+	if (d.round_mod < 0)
+		return; /* a module called done twice */
+	d.round_mod++;
+	round_step();
+}
+
+void na_agent_reconcile_soon(na_agent_t *ag)
+{
+	(void)ag;
+	if (d.ag.draining)
+		return;
+	if (d.round_mod >= 0) {
+		d.round_again = 1;
+		return;
+	}
+	d.round_mod = 0;
+	round_step();
+}
+
 static void on_reconcile(uv_timer_t *t)
 {
 	(void)t;
-	for (size_t i = 0; modules[i]; i++)
-		if (modules[i]->reconcile)
-			modules[i]->reconcile(&d.ag);
+	na_agent_reconcile_soon(&d.ag);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -182,11 +229,43 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+static void maybe_exit(void)
+{
+	if (!d.http_drained || d.stop_mod >= 0)
+		return;
+	na_info("drained, exiting", "name=%s", d.ag.cfg.name);
+	uv_stop(d.ag.loop);
+}
+
 static void drained(void *ud)
 {
 	(void)ud;
-	na_info("drained, exiting", "name=%s", d.ag.cfg.name);
-	uv_stop(d.ag.loop);
+	d.http_drained = 1;
+	maybe_exit();
+}
+
+/* Modules stop in reverse table order, each after the previous one is done:
+ * provision first, then vip (steps down, revokes its lease), then vxlan. */
+static void stop_next(void *ud);
+
+static void stop_step(void)
+{
+	while (d.stop_mod >= 0 && !modules[d.stop_mod]->stop)
+		d.stop_mod--;
+	if (d.stop_mod < 0) {
+		maybe_exit();
+		return;
+	}
+	modules[d.stop_mod]->stop(&d.ag, stop_next, &d.stop_mod);
+}
+
+static void stop_next(void *ud)
+{
+	(void)ud;
+	if (d.stop_mod < 0)
+		return;
+	d.stop_mod--;
+	stop_step();
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -208,9 +287,20 @@ static void on_signal(uv_signal_t *s, int signum)
 	na_info("signal received, draining", "signal=%d", signum);
 	d.ag.draining = 1;
 	uv_timer_stop(&d.reconcile);
+	na_timer_stop_all();
 	uv_timer_start(&d.deadline, on_deadline, DRAIN_DEADLINE_MS, 0);
 	na_events_close_all();
+	d.stop_mod = (int)nmods() - 1;
+	stop_step();
 	na_http_drain(d.http, drained, NULL);
+}
+
+/* Nothing is reloaded on SIGHUP (desired state comes from the API, not from
+ * files); a terminal hanging up or a log rotation must not kill the agent. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+	(void)s, (void)signum;
+	na_info("SIGHUP received, nothing to reload", "name=%s", d.ag.cfg.name);
 }
 
 static int start(int argc, char **argv, na_err_t *err)
@@ -285,6 +375,8 @@ static int start(int argc, char **argv, na_err_t *err)
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_init(d.ag.loop, &d.sigint);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_init(d.ag.loop, &d.sighup);
+	uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 	uv_timer_init(d.ag.loop, &d.deadline);
 	uv_timer_init(d.ag.loop, &d.reconcile);
 	uv_timer_start(&d.reconcile, on_reconcile, 0, (uint64_t)c->reconcile_ms);
@@ -318,6 +410,7 @@ int main(int argc, char **argv)
 		if (modules[i]->fini)
 			modules[i]->fini(&d.ag);
 	na_events_fini();
+	na_timer_free_all();
 	uv_walk(d.ag.loop, close_walk, NULL);
 	uv_run(d.ag.loop, UV_RUN_DEFAULT);
 	uv_loop_close(d.ag.loop);

@@ -68,6 +68,38 @@ int na_nl_batch_send(na_nl_t *nl, int ignore_errno, na_nl_describe_fn describe, 
 void na_nl_parse(const struct nlmsghdr *nlh, size_t hdrlen, const struct nlattr **tb, int max);
 void na_nl_parse_nested(const struct nlattr *nest, const struct nlattr **tb, int max);
 
+/* ---- addresses (RTM_NEWADDR / RTM_DELADDR), IPv4 and IPv6 ---- */
+#include "netagent/addr.h"
+
+/* Lifetimes travel as IFA_CACHEINFO; 0 means forever (INFINITY_LIFE_TIME).
+ * A finite valid_lft makes the kernel remove the address by itself when it
+ * runs out (about 1 s granularity): the VIP fence. */
+typedef struct na_nl_addr_opts {
+	uint32_t valid_lft, preferred_lft; /* seconds; 0 = forever */
+	uint32_t flags;			   /* IFA_F_NODAD, IFA_F_NOPREFIXROUTE, ... */
+	int replace;			   /* NLM_F_REPLACE: add or renew in place */
+} na_nl_addr_opts_t;
+
+/* Interface index by name in the socket's namespace: > 0, or 0 when there
+ * is no such interface, or -errno. */
+int na_nl_ifindex(na_nl_t *nl, const char *ifname, na_err_t *err);
+/* Adds a (with a->plen; -1 means /32 or /128). Without replace an existing
+ * address fails with -EEXIST; with replace it is renewed (lifetimes). */
+int na_nl_addr_add(na_nl_t *nl, int ifindex, const na_addr_t *a, const na_nl_addr_opts_t *o,
+		   na_err_t *err);
+/* Removes a; 0 when it was there, 1 when it was absent (no error). */
+int na_nl_addr_del(na_nl_t *nl, int ifindex, const na_addr_t *a, na_err_t *err);
+typedef struct na_nl_addr_info {
+	na_addr_t addr;
+	int ifindex;
+	uint32_t flags;			   /* IFA_F_* (IFA_FLAGS when present) */
+	uint32_t valid_lft, preferred_lft; /* remaining, seconds; 0xffffffff forever */
+} na_nl_addr_info_t;
+/* Addresses of ifindex (0: every interface), family 0 for both. Up to max
+ * into out; the total in *n (may exceed max). */
+int na_nl_addr_list(na_nl_t *nl, int ifindex, int family, na_nl_addr_info_t *out, size_t max,
+		    size_t *n, na_err_t *err);
+
 /* ---- network namespaces, the way `ip netns add/del` keeps them ---- */
 
 /* Creates the namespace file `path` (its directory is made a shared mount

@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "netagent/etcd.h"
+#include "netagent/etcd_legacy.h"
 #include "netagent/log.h"
 #include "netagent/util.h"
 #include "netagent/validate.h"
@@ -30,7 +30,7 @@ struct pubent {
 };
 
 static struct {
-	na_etcd_t *etcd;
+	na_etcdl_t *etcd;
 	char us[64];
 	atomic_int stop, kick, reachable;
 	pthread_t ops_tid, watch_tid;
@@ -67,11 +67,9 @@ static void reach(int ok, const char *detail)
 {
 	int was = atomic_exchange(&T.reachable, ok);
 	if (ok) {
-		na_host_set_etcd(1, na_etcd_endpoint(T.etcd));
 		if (was != 1)
-			na_info("etcd reachable", "endpoint=%s", na_etcd_endpoint(T.etcd));
+			na_info("etcd reachable", "endpoint=%s", na_etcdl_endpoint(T.etcd));
 	} else {
-		na_host_set_etcd(0, detail);
 		if (was != 0)
 			na_warn("etcd unreachable", "error=\"%s\"", detail);
 	}
@@ -151,25 +149,25 @@ static int release(const char *net, const char *ep, uint32_t ip, na_err_t *err)
 	char key[200], val[140];
 	claim_key(key, sizeof(key), net, ip);
 	claim_val(val, sizeof(val), ep);
-	return na_etcd_delete_if_value(T.etcd, key, val, strlen(val), err) < 0 ? -1 : 0;
+	return na_etcdl_delete_if_value(T.etcd, key, val, strlen(val), err) < 0 ? -1 : 0;
 }
 
 static int do_claim(const struct vx_erec *r, na_err_t *err)
 {
 	char key[200], val[140], ip[16];
-	na_etcd_kv_t cur = {0};
+	na_etcdl_kv_t cur = {0};
 	claim_key(key, sizeof(key), r->net, r->ip);
 	claim_val(val, sizeof(val), r->ep);
 	na_ipv4_fmt(r->ip, ip, sizeof(ip));
 	size_t vl = strlen(val);
-	if (na_etcd_put_if_absent(T.etcd, key, val, vl, 0, &cur, NULL, err) == 0)
+	if (na_etcdl_put_if_absent(T.etcd, key, val, vl, 0, &cur, NULL, err) == 0)
 		return 0;
-	if (err->status == 409 && !strcmp(err->code, NA_ETCD_EEXISTS)) {
+	if (err->status == 409 && !strcmp(err->code, NA_ETCDL_EEXISTS)) {
 		int ours = cur.value && cur.value_len == vl && !memcmp(cur.value, val, vl);
 		char owner[160] = "?";
 		if (cur.value)
 			snprintf(owner, sizeof(owner), "%s", cur.value);
-		na_etcd_kv_clear(&cur);
+		na_etcdl_kv_clear(&cur);
 		if (ours) {
 			na_err_clear(err);
 			return 0;
@@ -181,21 +179,21 @@ static int do_claim(const struct vx_erec *r, na_err_t *err)
 				  "%s is claimed in network %s by endpoint %s on host %s", ip,
 				  r->net, slash ? slash + 1 : "?", owner);
 	}
-	na_etcd_kv_clear(&cur);
+	na_etcdl_kv_clear(&cur);
 	if (err->status == 503) {
 		/* The answer may be lost after etcd applied the transaction:
 		 * what the key holds now decides. */
 		na_err_t e2 = NA_ERR_INIT;
-		int got = na_etcd_get(T.etcd, key, &cur, NULL, &e2);
+		int got = na_etcdl_get(T.etcd, key, &cur, NULL, &e2);
 		int ours = got == 1 && cur.value_len == vl && !memcmp(cur.value, val, vl);
-		na_etcd_kv_clear(&cur);
+		na_etcdl_kv_clear(&cur);
 		if (ours) {
 			na_err_clear(err);
 			return 0;
 		}
 		char why[512];
 		snprintf(why, sizeof(why), "%s", err->msg);
-		return na_err_set(err, 503, NA_ETCD_EUNAVAILABLE, NULL,
+		return na_err_set(err, 503, NA_ETCDL_EUNAVAILABLE, NULL,
 				  "cannot claim %s in network %s cluster-wide, etcd is unreachable "
 				  "(%s); retry later",
 				  ip, r->net, why);
@@ -214,7 +212,7 @@ static int do_publish(const struct vx_erec *r, int offline, na_err_t *err)
 	ep_key(key, sizeof(key), r->net, r->host, r->ep);
 	if (!v)
 		return na_err_errno(err, ENOMEM, "publish %s", key);
-	if (na_etcd_put(T.etcd, key, v, strlen(v), 0, NULL, err) < 0)
+	if (na_etcdl_put(T.etcd, key, v, strlen(v), 0, NULL, err) < 0)
 		return -1;
 	/* The endpoint moved: its old address is free for the others again. */
 	if (old && old != r->ip && release(r->net, r->ep, old, err) < 0)
@@ -229,7 +227,7 @@ static int do_unpublish(const struct vx_erec *r, int offline, na_err_t *err)
 		return 0;
 	char key[256];
 	ep_key(key, sizeof(key), r->net, T.us, r->ep);
-	if (na_etcd_delete(T.etcd, key, NULL, NULL, err) < 0 ||
+	if (na_etcdl_delete(T.etcd, key, NULL, NULL, err) < 0 ||
 	    release(r->net, r->ep, r->ip, err) < 0)
 		return -1;
 	if (old && old != r->ip && release(r->net, r->ep, old, err) < 0)
@@ -249,8 +247,8 @@ static ssize_t rec_index(const struct vx_erec *v, size_t n, const char *net, con
  * when missing or different. */
 static int sync_endpoints(const struct vx_eop *op, na_err_t *err)
 {
-	na_etcd_range_t rg;
-	if (na_etcd_range(T.etcd, VX_ETCD_EPS, &rg, err) < 0)
+	na_etcdl_range_t rg;
+	if (na_etcdl_range(T.etcd, VX_ETCD_EPS, &rg, err) < 0)
 		return -1;
 	cleanup_free char *seen = calloc(op->npub + 1, 1);
 	int rc = seen ? 0 : na_err_errno(err, ENOMEM, "full sync");
@@ -261,15 +259,15 @@ static int sync_endpoints(const struct vx_eop *op, na_err_t *err)
 		ssize_t x = rec_index(op->pub, op->npub, k.net, k.ep);
 		if (x < 0) {
 			na_info("withdrew stale endpoint from etcd", "key=%s", rg.items[i].key);
-			rc = na_etcd_delete(T.etcd, rg.items[i].key, NULL, NULL, err);
+			rc = na_etcdl_delete(T.etcd, rg.items[i].key, NULL, NULL, err);
 			continue;
 		}
 		seen[x] = 1;
 		cleanup_free char *v = vx_erec_value(&op->pub[x]);
 		if (v && strcmp(v, rg.items[i].value) != 0)
-			rc = na_etcd_put(T.etcd, rg.items[i].key, v, strlen(v), 0, NULL, err);
+			rc = na_etcdl_put(T.etcd, rg.items[i].key, v, strlen(v), 0, NULL, err);
 	}
-	na_etcd_range_clear(&rg);
+	na_etcdl_range_clear(&rg);
 	for (size_t i = 0; rc == 0 && i < op->npub; i++) {
 		if (seen[i])
 			continue;
@@ -277,7 +275,7 @@ static int sync_endpoints(const struct vx_eop *op, na_err_t *err)
 		cleanup_free char *v = vx_erec_value(&op->pub[i]);
 		ep_key(key, sizeof(key), op->pub[i].net, T.us, op->pub[i].ep);
 		if (v)
-			rc = na_etcd_put(T.etcd, key, v, strlen(v), 0, NULL, err);
+			rc = na_etcdl_put(T.etcd, key, v, strlen(v), 0, NULL, err);
 	}
 	return rc;
 }
@@ -287,14 +285,14 @@ static int sync_endpoints(const struct vx_eop *op, na_err_t *err)
  * endpoints get theirs back if etcd lost it. */
 static int sync_claims(const struct vx_eop *op, na_err_t *err)
 {
-	na_etcd_range_t rg;
-	if (na_etcd_range(T.etcd, VX_ETCD_IPAM, &rg, err) < 0)
+	na_etcdl_range_t rg;
+	if (na_etcdl_range(T.etcd, VX_ETCD_IPAM, &rg, err) < 0)
 		return -1;
 	size_t ul = strlen(T.us), pl = strlen(VX_ETCD_IPAM);
 	cleanup_free char *held = calloc(op->npub + 1, 1);
 	int rc = held ? 0 : na_err_errno(err, ENOMEM, "full sync");
 	for (size_t i = 0; rc == 0 && i < rg.n; i++) {
-		na_etcd_kv_t *kv = &rg.items[i];
+		na_etcdl_kv_t *kv = &rg.items[i];
 		char net[64] = "";
 		const char *k = kv->key + pl, *slash = strchr(k, '/');
 		uint32_t ip;
@@ -314,7 +312,7 @@ static int sync_claims(const struct vx_eop *op, na_err_t *err)
 		na_info("released stale address claim", "key=%s owner=%s", kv->key, kv->value);
 		rc = release(net, ep, ip, err);
 	}
-	na_etcd_range_clear(&rg);
+	na_etcdl_range_clear(&rg);
 	for (size_t i = 0; rc == 0 && i < op->npub; i++) {
 		if (held[i])
 			continue;
@@ -464,7 +462,7 @@ static void *ops_main(void *arg)
 
 /* ---- watch thread -------------------------------------------------------- */
 
-static int on_event(const na_etcd_event_t *ev, void *ud)
+static int on_event(const na_etcdl_event_t *ev, void *ud)
 {
 	(void)ud;
 	struct vx_eres *r = calloc(1, sizeof(*r));
@@ -475,7 +473,7 @@ static int on_event(const na_etcd_event_t *ev, void *ud)
 	if (!strcmp(r->rec.host, T.us)) {
 		/* Ours, deleted: by us, or behind our back (operator, restore
 		 * of an old snapshot): the ops thread tells them apart. */
-		struct vx_eop *op = ev->type == NA_ETCD_DELETE ? calloc(1, sizeof(*op)) : NULL;
+		struct vx_eop *op = ev->type == NA_ETCDL_DELETE ? calloc(1, sizeof(*op)) : NULL;
 		if (op) {
 			op->type = VX_EOP_GONE;
 			op->rec = r->rec;
@@ -484,7 +482,7 @@ static int on_event(const na_etcd_event_t *ev, void *ud)
 		free(r);
 		return 0;
 	}
-	r->type = ev->type == NA_ETCD_PUT ? VX_ERES_PUT : VX_ERES_DEL;
+	r->type = ev->type == NA_ETCDL_PUT ? VX_ERES_PUT : VX_ERES_DEL;
 	if (r->type == VX_ERES_PUT && vx_erec_parse_value(ev->value, ev->value_len, &r->rec) < 0) {
 		/* Unusable: forget what we had rather than keep a stale entry. */
 		na_warn("ignoring malformed endpoint in etcd", "key=%s", ev->key);
@@ -495,7 +493,7 @@ static int on_event(const na_etcd_event_t *ev, void *ud)
 }
 
 /* Posts every endpoint published by the others. */
-static void post_resync(const na_etcd_range_t *rg)
+static void post_resync(const na_etcdl_range_t *rg)
 {
 	struct vx_eres *r = calloc(1, sizeof(*r));
 	if (!r || !(r->recs = calloc(rg->n + 1, sizeof(*r->recs)))) {
@@ -527,9 +525,9 @@ static void *watch_main(void *arg)
 		atomic_store(&T.kick, 0);
 		if (atomic_load(&T.stop))
 			break;
-		na_etcd_range_t rg;
+		na_etcdl_range_t rg;
 		na_err_t err = NA_ERR_INIT;
-		if (na_etcd_range(T.etcd, VX_ETCD_EPS, &rg, &err) < 0) {
+		if (na_etcdl_range(T.etcd, VX_ETCD_EPS, &rg, &err) < 0) {
 			reach(0, err.msg);
 			if (first)
 				post_simple(VX_ERES_FIRST);
@@ -542,16 +540,16 @@ static void *watch_main(void *arg)
 		post_resync(&rg);
 		first = 0;
 		int64_t rev = rg.revision;
-		na_etcd_range_clear(&rg);
+		na_etcdl_range_clear(&rg);
 		unsigned long long t0 = na_now_ms();
-		int rc = na_etcd_watch(T.etcd, VX_ETCD_EPS, rev + 1, on_event, NULL, &T.kick, &err);
+		int rc = na_etcdl_watch(T.etcd, VX_ETCD_EPS, rev + 1, on_event, NULL, &T.kick, &err);
 		if (atomic_load(&T.stop))
 			break;
-		if (rc == NA_ETCD_WATCH_STOPPED) {
+		if (rc == NA_ETCDL_WATCH_STOPPED) {
 			backoff = BACKOFF_MIN_MS;
 			continue; /* kicked: full range now */
 		}
-		if (rc == NA_ETCD_WATCH_COMPACTED) {
+		if (rc == NA_ETCDL_WATCH_COMPACTED) {
 			na_info("etcd watch compacted, full resync", "error=\"%s\"", err.msg);
 		} else {
 			na_warn("etcd watch failed, full resync", "retry_ms=%u error=\"%s\"",
@@ -595,7 +593,7 @@ void vx_ethreads_kick(void)
 
 int vx_ethreads_start(const char *endpoints, const char *us, na_err_t *err)
 {
-	T.etcd = na_etcd_new(endpoints, err);
+	T.etcd = na_etcdl_new(endpoints, err);
 	if (!T.etcd)
 		return -1;
 	snprintf(T.us, sizeof(T.us), "%s", us);
@@ -640,6 +638,6 @@ void vx_ethreads_stop(void)
 	T.tail = &T.head;
 	pubs_clear();
 	pthread_cond_destroy(&T.cond);
-	na_etcd_free(T.etcd);
+	na_etcdl_free(T.etcd);
 	T.etcd = NULL;
 }

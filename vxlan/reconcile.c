@@ -67,10 +67,19 @@ static int w_reconcile(void *arg, na_err_t *err)
 	return rc;
 }
 
+/* The round's last job calls the core back. */
+static void round_job_done(void)
+{
+	if (--vx.reconciling > 0 || !vx.round_done)
+		return;
+	na_done_fn done = vx.round_done;
+	vx.round_done = NULL;
+	done(vx.round_ud);
+}
+
 static void reconciled(void *arg, int rc, const na_err_t *err)
 {
 	struct rjob *j = arg;
-	vx.reconciling--;
 	vx_net_t *n = vx_net_find(j->snap->name);
 	if (n) {
 		const char *msg = rc < 0 ? err->msg : j->error;
@@ -93,6 +102,7 @@ static void reconciled(void *arg, int rc, const na_err_t *err)
 	}
 	vx_snap_free(j->snap);
 	free(j);
+	round_job_done();
 }
 
 /* ---- garbage: namespaces of this agent that no network wants ------------- */
@@ -146,7 +156,6 @@ static void gc_listed(void *arg, int rc, const na_err_t *err)
 {
 	struct gjob *g = arg;
 	(void)err;
-	vx.reconciling--;
 	for (size_t i = 0; rc == 0 && i < g->n; i++) {
 		const char *name = g->names[i];
 		if (!name)
@@ -168,14 +177,20 @@ static void gc_listed(void *arg, int rc, const na_err_t *err)
 		free(g->names[i]);
 	free(g->names);
 	free(g);
+	round_job_done();
 }
 
-void vx_reconcile(na_agent_t *ag)
+void vx_reconcile(na_agent_t *ag, na_done_fn done, void *ud)
 {
 	(void)ag;
-	if (vx.reconciling > 0)
-		return; /* the previous round is still out */
+	if (vx.reconciling > 0) {
+		done(ud); /* the previous round is still out */
+		return;
+	}
 	vx.reconciles++;
+	vx.round_done = done;
+	vx.round_ud = ud;
+	vx.reconciling = 1; /* held until every job is queued */
 	for (vx_net_t *n = vx.nets; n; n = n->next) {
 		if (n->busy || n->deleted)
 			continue;
@@ -193,13 +208,14 @@ void vx_reconcile(na_agent_t *ag)
 		}
 	}
 	struct gjob *g = calloc(1, sizeof(*g));
-	if (!g)
-		return;
-	snprintf(g->dir, sizeof(g->dir), "%s", vx.netns_dir);
-	snprintf(g->prefix, sizeof(g->prefix), "%s-", vx.ag->cfg.name);
-	vx.reconciling++;
-	if (na_ns_submit(NULL, NULL, w_gc_list, gc_listed, g) < 0) {
-		vx.reconciling--;
-		free(g);
+	if (g) {
+		snprintf(g->dir, sizeof(g->dir), "%s", vx.netns_dir);
+		snprintf(g->prefix, sizeof(g->prefix), "%s-", vx.ag->cfg.name);
+		vx.reconciling++;
+		if (na_ns_submit(NULL, NULL, w_gc_list, gc_listed, g) < 0) {
+			vx.reconciling--;
+			free(g);
+		}
 	}
+	round_job_done();
 }

@@ -50,6 +50,8 @@ typedef struct vx {
 	unsigned nnets;
 	unsigned long long repairs, reconciles;
 	int reconciling; /* jobs of the current round still out */
+	na_done_fn round_done; /* the core's completion of the round */
+	void *round_ud;
 	char netns_dir[200];
 } vx_t;
 
@@ -127,6 +129,6 @@ void vx_etcd_unpublish(const vx_net_t *n, const vx_ep_t *ep);
 void vx_etcd_net_changed(const vx_net_t *n);
 
 /* reconcile.c */
-void vx_reconcile(na_agent_t *ag);
+void vx_reconcile(na_agent_t *ag, na_done_fn done, void *ud);
 
 #endif

@@ -44,9 +44,10 @@ static int init(na_agent_t *ag, na_err_t *err)
 	return 0;
 }
 
-static void host_info(na_agent_t *ag, json_t *counts)
+static void host_info(na_agent_t *ag, json_t *host)
 {
 	(void)ag;
+	json_t *counts = json_object_get(host, "counts");
 	unsigned long long local = 0, remote = 0;
 	for (vx_net_t *n = vx.nets; n; n = n->next) {
 		local += n->nlocal;

@@ -59,7 +59,7 @@ peer_url="http://127.0.0.1:$peer_port"
 ${CC:-cc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I"$root" ${NA_TEST_CFLAGS:-} \
 	$(pkg-config --cflags libcurl jansson openssl) \
 	-o "$tmp/etcd_test" "$here/etcd_test.c" \
-	"$root/netagent/etcd.c" "$root/netagent/etcd_kv.c" "$root/netagent/etcd_watch.c" \
+	"$root/netagent/etcd_legacy.c" "$root/netagent/etcd_legacy_kv.c" "$root/netagent/etcd_legacy_watch.c" \
 	"$root/netagent/err.c" "$root/netagent/log.c" \
 	$(pkg-config --libs libcurl jansson openssl) -lpthread
 

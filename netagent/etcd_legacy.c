@@ -1,7 +1,7 @@
 /* etcd client: endpoints, transport over libcurl, error mapping, encoding
  * helpers and maintenance calls. kv/txn/lease calls live in etcd_kv.c,
  * watch streams in etcd_watch.c. */
-#include "netagent/etcd_priv.h"
+#include "netagent/etcd_legacy_priv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -22,7 +22,7 @@ static void curl_init(void)
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int add_endpoint(na_etcd_t *e, const char *s, size_t len, na_err_t *err)
+static int add_endpoint(na_etcdl_t *e, const char *s, size_t len, na_err_t *err)
 {
 	while (len && isspace((unsigned char)*s))
 		s++, len--;
@@ -30,9 +30,9 @@ static int add_endpoint(na_etcd_t *e, const char *s, size_t len, na_err_t *err)
 		len--;
 	if (!len)
 		return 0;
-	if (e->n_eps == NA_ETCD_MAX_ENDPOINTS)
+	if (e->n_eps == NA_ETCDL_MAX_ENDPOINTS)
 		return na_err_set(err, 422, "invalid_field", "etcd", "more than %d etcd endpoints",
-				  NA_ETCD_MAX_ENDPOINTS);
+				  NA_ETCDL_MAX_ENDPOINTS);
 	for (size_t i = 0; i < len; i++)
 		if (isspace((unsigned char)s[i]) || !isprint((unsigned char)s[i]))
 			return na_err_set(err, 422, "invalid_field", "etcd",
@@ -53,7 +53,7 @@ static int add_endpoint(na_etcd_t *e, const char *s, size_t len, na_err_t *err)
 	return 0;
 }
 
-na_etcd_t *na_etcd_new(const char *endpoints, na_err_t *err)
+na_etcdl_t *na_etcdl_new(const char *endpoints, na_err_t *err)
 {
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK) {
@@ -61,7 +61,7 @@ na_etcd_t *na_etcd_new(const char *endpoints, na_err_t *err)
 			   curl_easy_strerror(curl_init_rc));
 		return NULL;
 	}
-	na_etcd_t *e = calloc(1, sizeof(*e));
+	na_etcdl_t *e = calloc(1, sizeof(*e));
 	if (!e) {
 		na_err_errno(err, ENOMEM, "etcd client");
 		return NULL;
@@ -85,11 +85,11 @@ na_etcd_t *na_etcd_new(const char *endpoints, na_err_t *err)
 	}
 	return e;
 fail:
-	na_etcd_free(e);
+	na_etcdl_free(e);
 	return NULL;
 }
 
-void na_etcd_free(na_etcd_t *e)
+void na_etcdl_free(na_etcdl_t *e)
 {
 	if (!e)
 		return;
@@ -113,7 +113,7 @@ static int dup_opt(char **dst, const char *src, na_err_t *err)
 	return 0;
 }
 
-int na_etcd_set_tls(na_etcd_t *e, const char *ca, const char *cert, const char *key, na_err_t *err)
+int na_etcdl_set_tls(na_etcdl_t *e, const char *ca, const char *cert, const char *key, na_err_t *err)
 {
 	if (dup_opt(&e->ca, ca, err) < 0 || dup_opt(&e->cert, cert, err) < 0 ||
 	    dup_opt(&e->key, key, err) < 0)
@@ -121,7 +121,7 @@ int na_etcd_set_tls(na_etcd_t *e, const char *ca, const char *cert, const char *
 	return 0;
 }
 
-void na_etcd_set_timeouts(na_etcd_t *e, long connect_ms, long request_ms)
+void na_etcdl_set_timeouts(na_etcdl_t *e, long connect_ms, long request_ms)
 {
 	if (connect_ms > 0)
 		e->connect_ms = connect_ms;
@@ -129,14 +129,14 @@ void na_etcd_set_timeouts(na_etcd_t *e, long connect_ms, long request_ms)
 		e->request_ms = request_ms;
 }
 
-const char *na_etcd_endpoint(na_etcd_t *e)
+const char *na_etcdl_endpoint(na_etcdl_t *e)
 {
 	return e->eps[atomic_load(&e->cur) % e->n_eps];
 }
 
 /* ---- handles ---- */
 
-static CURL *pool_get(na_etcd_t *e)
+static CURL *pool_get(na_etcdl_t *e)
 {
 	CURL *h = NULL;
 	pthread_mutex_lock(&e->lock);
@@ -151,10 +151,10 @@ static CURL *pool_get(na_etcd_t *e)
 	return curl_easy_init();
 }
 
-static void pool_put(na_etcd_t *e, CURL *h)
+static void pool_put(na_etcdl_t *e, CURL *h)
 {
 	pthread_mutex_lock(&e->lock);
-	if (e->n_pool < NA_ETCD_POOL) {
+	if (e->n_pool < NA_ETCDL_POOL) {
 		e->pool[e->n_pool++] = h;
 		h = NULL;
 	}
@@ -163,7 +163,7 @@ static void pool_put(na_etcd_t *e, CURL *h)
 		curl_easy_cleanup(h);
 }
 
-void na_etcd_setup_handle(na_etcd_t *e, CURL *h, const char *url, const char *body,
+void na_etcdl_setup_handle(na_etcdl_t *e, CURL *h, const char *url, const char *body,
 			  struct curl_slist *hdrs)
 {
 	curl_easy_setopt(h, CURLOPT_URL, url);
@@ -186,7 +186,7 @@ void na_etcd_setup_handle(na_etcd_t *e, CURL *h, const char *url, const char *bo
 		curl_easy_setopt(h, CURLOPT_SSLKEY, e->key);
 }
 
-bool na_etcd_not_sent(CURL *h, CURLcode rc)
+bool na_etcdl_not_sent(CURL *h, CURLcode rc)
 {
 	long sent = 0;
 
@@ -206,7 +206,7 @@ bool na_etcd_not_sent(CURL *h, CURLcode rc)
 
 /* ---- outcome bookkeeping ---- */
 
-void na_etcd_note_ok(na_etcd_t *e)
+void na_etcdl_note_ok(na_etcdl_t *e)
 {
 	pthread_mutex_lock(&e->lock);
 	e->reachable = true;
@@ -214,7 +214,7 @@ void na_etcd_note_ok(na_etcd_t *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-void na_etcd_note_fail(na_etcd_t *e, size_t idx, const char *msg)
+void na_etcdl_note_fail(na_etcdl_t *e, size_t idx, const char *msg)
 {
 	size_t expect = idx;
 	/* only the first thread to see idx fail moves on; others keep its choice */
@@ -225,13 +225,13 @@ void na_etcd_note_fail(na_etcd_t *e, size_t idx, const char *msg)
 	pthread_mutex_unlock(&e->lock);
 }
 
-void na_etcd_snapshot(na_etcd_t *e, json_t *obj)
+void na_etcdl_snapshot(na_etcdl_t *e, json_t *obj)
 {
 	json_t *eps = json_array();
 	for (size_t i = 0; i < e->n_eps; i++)
 		json_array_append_new(eps, json_string(e->eps[i]));
 	json_object_set_new(obj, "endpoints", eps);
-	json_object_set_new(obj, "endpoint", json_string(na_etcd_endpoint(e)));
+	json_object_set_new(obj, "endpoint", json_string(na_etcdl_endpoint(e)));
 	pthread_mutex_lock(&e->lock);
 	json_object_set_new(obj, "reachable", json_boolean(e->reachable));
 	if (e->last_ok_ms)
@@ -244,13 +244,13 @@ void na_etcd_snapshot(na_etcd_t *e, json_t *obj)
 
 /* ---- errors ---- */
 
-int na_etcd_curl_error(CURLcode rc, const char *ep, na_err_t *err)
+int na_etcdl_curl_error(CURLcode rc, const char *ep, na_err_t *err)
 {
-	return na_err_set(err, 503, NA_ETCD_EUNAVAILABLE, NULL, "etcd at %s: %s", ep,
+	return na_err_set(err, 503, NA_ETCDL_EUNAVAILABLE, NULL, "etcd at %s: %s", ep,
 			  curl_easy_strerror(rc));
 }
 
-int na_etcd_map_error(json_t *j, long http_code, const char *ep, na_err_t *err)
+int na_etcdl_map_error(json_t *j, long http_code, const char *ep, na_err_t *err)
 {
 	json_t *ej = json_object_get(j, "error");
 	const char *msg = NULL;
@@ -280,18 +280,18 @@ int na_etcd_map_error(json_t *j, long http_code, const char *ep, na_err_t *err)
 	if (grpc < 0 && (http_code == 502 || http_code == 503 || http_code == 504))
 		unavailable = true;
 	if (unavailable)
-		return na_err_set(err, 503, NA_ETCD_EUNAVAILABLE, NULL, "etcd at %s: %s", ep, msg);
+		return na_err_set(err, 503, NA_ETCDL_EUNAVAILABLE, NULL, "etcd at %s: %s", ep, msg);
 	if (grpc == 5 && strstr(msg, "lease not found"))
-		return na_err_set(err, 404, NA_ETCD_ELEASE, NULL, "etcd: %s", msg);
-	return na_err_set(err, 500, NA_ETCD_EERROR, NULL, "etcd at %s: %s (HTTP %ld)", ep, msg,
+		return na_err_set(err, 404, NA_ETCDL_ELEASE, NULL, "etcd: %s", msg);
+	return na_err_set(err, 500, NA_ETCDL_EERROR, NULL, "etcd at %s: %s (HTTP %ld)", ep, msg,
 			  http_code);
 }
 
 /* ---- transport ---- */
 
-int na_etcd_buf_append(na_etcd_buf_t *b, const void *data, size_t n)
+int na_etcdl_buf_append(na_etcdl_buf_t *b, const void *data, size_t n)
 {
-	if (b->len + n + 1 > NA_ETCD_MAX_BODY)
+	if (b->len + n + 1 > NA_ETCDL_MAX_BODY)
 		return -1;
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
@@ -312,15 +312,15 @@ int na_etcd_buf_append(na_etcd_buf_t *b, const void *data, size_t n)
 static size_t body_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	/* returning less than given aborts the transfer (CURLE_WRITE_ERROR) */
-	return na_etcd_buf_append(ud, ptr, size * nmemb) < 0 ? 0 : size * nmemb;
+	return na_etcdl_buf_append(ud, ptr, size * nmemb) < 0 ? 0 : size * nmemb;
 }
 
-static int call_one(na_etcd_t *e, size_t idx, const char *path, const char *payload,
+static int call_one(na_etcdl_t *e, size_t idx, const char *path, const char *payload,
 		    struct curl_slist *hdrs, json_t **out, bool *retry_ok, na_err_t *err)
 {
 	const char *ep = e->eps[idx];
 	cleanup_free char *url = NULL;
-	na_etcd_buf_t resp = {0};
+	na_etcdl_buf_t resp = {0};
 	long code = 0;
 
 	*retry_ok = false;
@@ -329,25 +329,25 @@ static int call_one(na_etcd_t *e, size_t idx, const char *path, const char *payl
 	CURL *h = pool_get(e);
 	if (!h)
 		return na_err_set(err, 500, "system_error", NULL, "curl_easy_init failed");
-	na_etcd_setup_handle(e, h, url, payload, hdrs);
+	na_etcdl_setup_handle(e, h, url, payload, hdrs);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, e->request_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
 	CURLcode rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	if (rc != CURLE_OK)
-		*retry_ok = na_etcd_not_sent(h, rc);
+		*retry_ok = na_etcdl_not_sent(h, rc);
 	pool_put(e, h);
 	cleanup_free char *body = resp.p;
 	if (rc == CURLE_WRITE_ERROR)
-		return na_err_set(err, 500, NA_ETCD_EERROR, NULL,
-				  "etcd at %s: answer larger than %u bytes", ep, NA_ETCD_MAX_BODY);
+		return na_err_set(err, 500, NA_ETCDL_EERROR, NULL,
+				  "etcd at %s: answer larger than %u bytes", ep, NA_ETCDL_MAX_BODY);
 	if (rc != CURLE_OK)
-		return na_etcd_curl_error(rc, ep, err);
+		return na_etcdl_curl_error(rc, ep, err);
 
 	cleanup_json json_t *j = json_loadb(body ? body : "", resp.len, 0, NULL);
 	if (code != 200 || !json_is_object(j) || json_object_get(j, "error"))
-		return na_etcd_map_error(j, code, ep, err);
+		return na_etcdl_map_error(j, code, ep, err);
 	/* server-streaming routes (lease/keepalive) wrap each message */
 	json_t *res = json_object_get(j, "result");
 	if (json_is_object(res) && !json_object_get(j, "header")) {
@@ -358,13 +358,13 @@ static int call_one(na_etcd_t *e, size_t idx, const char *path, const char *payl
 	return 0;
 }
 
-int na_etcd_call(na_etcd_t *e, const char *path, json_t *body, bool idempotent, json_t **out,
+int na_etcdl_call(na_etcdl_t *e, const char *path, json_t *body, bool idempotent, json_t **out,
 		 na_err_t *err)
 {
 	na_err_t last = NA_ERR_INIT;
 	cleanup_free char *payload = json_dumps(body, JSON_COMPACT);
 	if (!payload)
-		return na_err_set(err, 500, NA_ETCD_EERROR, NULL, "cannot encode request for %s",
+		return na_err_set(err, 500, NA_ETCDL_EERROR, NULL, "cannot encode request for %s",
 				  path);
 	/* "Expect:" stops curl from waiting for 100-continue on larger bodies */
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
@@ -382,13 +382,13 @@ int na_etcd_call(na_etcd_t *e, const char *path, json_t *body, bool idempotent, 
 		bool not_sent = false;
 		na_err_clear(&last);
 		if (call_one(e, idx, path, payload, hdrs, out, &not_sent, &last) == 0) {
-			na_etcd_note_ok(e);
+			na_etcdl_note_ok(e);
 			ret = 0;
 			break;
 		}
 		if (last.status != 503)
 			break; /* etcd answered: another member would say the same */
-		na_etcd_note_fail(e, idx, last.msg);
+		na_etcdl_note_fail(e, idx, last.msg);
 		if (!not_sent && !idempotent)
 			break; /* it may have been applied: let the caller decide */
 	}
@@ -400,7 +400,7 @@ int na_etcd_call(na_etcd_t *e, const char *path, json_t *body, bool idempotent, 
 
 /* ---- encoding ---- */
 
-char *na_etcd_b64enc(const void *buf, size_t len)
+char *na_etcdl_b64enc(const void *buf, size_t len)
 {
 	if (len > (size_t)INT_MAX / 4 * 3 - 3)
 		return NULL;
@@ -411,7 +411,7 @@ char *na_etcd_b64enc(const void *buf, size_t len)
 	return out;
 }
 
-char *na_etcd_b64dec(const char *s, size_t *out_len)
+char *na_etcdl_b64dec(const char *s, size_t *out_len)
 {
 	size_t len = strlen(s);
 	/* the gateway always pads; EVP_DecodeBlock rejects anything else */
@@ -435,7 +435,7 @@ char *na_etcd_b64dec(const char *s, size_t *out_len)
 	return (char *)out;
 }
 
-int64_t na_etcd_jint(json_t *obj, const char *field)
+int64_t na_etcdl_jint(json_t *obj, const char *field)
 {
 	json_t *v = json_object_get(obj, field);
 	if (json_is_integer(v))
@@ -455,26 +455,26 @@ static uint64_t juint(json_t *obj, const char *field)
 	return 0;
 }
 
-int na_etcd_parse_kv(json_t *j, na_etcd_kv_t *kv, na_err_t *err)
+int na_etcdl_parse_kv(json_t *j, na_etcdl_kv_t *kv, na_err_t *err)
 {
 	const char *k = json_string_value(json_object_get(j, "key"));
 	const char *v = json_string_value(json_object_get(j, "value"));
 
 	memset(kv, 0, sizeof(*kv));
-	if (!k || !(kv->key = na_etcd_b64dec(k, &kv->key_len)))
-		return na_err_set(err, 500, NA_ETCD_EERROR, NULL, "etcd sent a malformed key");
-	if (!(kv->value = na_etcd_b64dec(v ? v : "", &kv->value_len))) {
-		na_etcd_kv_clear(kv);
-		return na_err_set(err, 500, NA_ETCD_EERROR, NULL, "etcd sent a malformed value");
+	if (!k || !(kv->key = na_etcdl_b64dec(k, &kv->key_len)))
+		return na_err_set(err, 500, NA_ETCDL_EERROR, NULL, "etcd sent a malformed key");
+	if (!(kv->value = na_etcdl_b64dec(v ? v : "", &kv->value_len))) {
+		na_etcdl_kv_clear(kv);
+		return na_err_set(err, 500, NA_ETCDL_EERROR, NULL, "etcd sent a malformed value");
 	}
-	kv->create_revision = na_etcd_jint(j, "create_revision");
-	kv->mod_revision = na_etcd_jint(j, "mod_revision");
-	kv->version = na_etcd_jint(j, "version");
-	kv->lease = na_etcd_jint(j, "lease");
+	kv->create_revision = na_etcdl_jint(j, "create_revision");
+	kv->mod_revision = na_etcdl_jint(j, "mod_revision");
+	kv->version = na_etcdl_jint(j, "version");
+	kv->lease = na_etcdl_jint(j, "lease");
 	return 0;
 }
 
-void na_etcd_kv_clear(na_etcd_kv_t *kv)
+void na_etcdl_kv_clear(na_etcdl_kv_t *kv)
 {
 	if (!kv)
 		return;
@@ -483,17 +483,17 @@ void na_etcd_kv_clear(na_etcd_kv_t *kv)
 	memset(kv, 0, sizeof(*kv));
 }
 
-void na_etcd_range_clear(na_etcd_range_t *r)
+void na_etcdl_range_clear(na_etcdl_range_t *r)
 {
 	if (!r)
 		return;
 	for (size_t i = 0; i < r->n; i++)
-		na_etcd_kv_clear(&r->items[i]);
+		na_etcdl_kv_clear(&r->items[i]);
 	free(r->items);
 	memset(r, 0, sizeof(*r));
 }
 
-char *na_etcd_prefix_end(const char *prefix, size_t len, size_t *out_len)
+char *na_etcdl_prefix_end(const char *prefix, size_t len, size_t *out_len)
 {
 	char *end = malloc(len ? len : 1);
 	if (!end)
@@ -514,27 +514,27 @@ char *na_etcd_prefix_end(const char *prefix, size_t len, size_t *out_len)
 
 /* ---- maintenance ---- */
 
-int na_etcd_status(na_etcd_t *e, na_etcd_status_t *out, na_err_t *err)
+int na_etcdl_status(na_etcdl_t *e, na_etcdl_status_t *out, na_err_t *err)
 {
 	cleanup_json json_t *req = json_object();
 	cleanup_json json_t *resp = NULL;
 
 	memset(out, 0, sizeof(*out));
-	if (na_etcd_call(e, "/v3/maintenance/status", req, true, &resp, err) < 0)
+	if (na_etcdl_call(e, "/v3/maintenance/status", req, true, &resp, err) < 0)
 		return -1;
 	json_t *hdr = json_object_get(resp, "header");
-	snprintf(out->endpoint, sizeof(out->endpoint), "%s", na_etcd_endpoint(e));
+	snprintf(out->endpoint, sizeof(out->endpoint), "%s", na_etcdl_endpoint(e));
 	snprintf(out->version, sizeof(out->version), "%s",
 		 json_string_value(json_object_get(resp, "version")) ?: "");
 	out->member_id = juint(hdr, "member_id");
 	out->leader = juint(resp, "leader");
-	out->revision = na_etcd_jint(hdr, "revision");
-	out->raft_term = na_etcd_jint(hdr, "raft_term");
-	out->db_size = na_etcd_jint(resp, "dbSize");
+	out->revision = na_etcdl_jint(hdr, "revision");
+	out->raft_term = na_etcdl_jint(hdr, "raft_term");
+	out->db_size = na_etcdl_jint(resp, "dbSize");
 	return 0;
 }
 
-int na_etcd_compact(na_etcd_t *e, int64_t revision, na_err_t *err)
+int na_etcdl_compact(na_etcdl_t *e, int64_t revision, na_err_t *err)
 {
 	char rev[24];
 	snprintf(rev, sizeof(rev), "%lld", (long long)revision);
@@ -543,5 +543,5 @@ int na_etcd_compact(na_etcd_t *e, int64_t revision, na_err_t *err)
 	cleanup_json json_t *resp = NULL;
 	if (!req)
 		return na_err_errno(err, ENOMEM, "etcd compact");
-	return na_etcd_call(e, "/v3/kv/compaction", req, false, &resp, err);
+	return na_etcdl_call(e, "/v3/kv/compaction", req, false, &resp, err);
 }

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "netagent/etcd_priv.h"
+#include "netagent/etcd_legacy_priv.h"
 #include "netagent/util.h"
 
 #define POLL_MS 100
@@ -15,30 +15,30 @@
 enum { W_RUNNING = -2, W_ERROR = -1 };
 
 typedef struct wctx {
-	na_etcd_watch_cb cb;
+	na_etcdl_watch_cb cb;
 	void *ud;
 	CURL *h;
 	const char *ep;
-	na_etcd_buf_t line; /* bytes after the last newline */
+	na_etcdl_buf_t line; /* bytes after the last newline */
 	long http_code;
 	bool got_data;
-	int state; /* W_RUNNING, W_ERROR or NA_ETCD_WATCH_* */
+	int state; /* W_RUNNING, W_ERROR or NA_ETCDL_WATCH_* */
 	na_err_t *err;
 } wctx_t;
 
 static void deliver(wctx_t *w, json_t *ev)
 {
-	na_etcd_kv_t kv;
+	na_etcdl_kv_t kv;
 	json_t *jkv = json_object_get(ev, "kv");
 	const char *type = json_string_value(json_object_get(ev, "type"));
 
-	if (na_etcd_parse_kv(jkv, &kv, w->err) < 0) {
+	if (na_etcdl_parse_kv(jkv, &kv, w->err) < 0) {
 		w->state = W_ERROR;
 		return;
 	}
 	/* PUT is enum value 0, which the gateway omits: absent type is a PUT */
-	na_etcd_event_t e = {
-	    .type = type && !strcmp(type, "DELETE") ? NA_ETCD_DELETE : NA_ETCD_PUT,
+	na_etcdl_event_t e = {
+	    .type = type && !strcmp(type, "DELETE") ? NA_ETCDL_DELETE : NA_ETCDL_PUT,
 	    .key = kv.key,
 	    .key_len = kv.key_len,
 	    .value = kv.value,
@@ -49,8 +49,8 @@ static void deliver(wctx_t *w, json_t *ev)
 	    .lease = kv.lease,
 	};
 	if (w->cb(&e, w->ud))
-		w->state = NA_ETCD_WATCH_STOPPED;
-	na_etcd_kv_clear(&kv);
+		w->state = NA_ETCDL_WATCH_STOPPED;
+	na_etcdl_kv_clear(&kv);
 }
 
 static void handle_message(wctx_t *w, const char *s, size_t len)
@@ -58,13 +58,13 @@ static void handle_message(wctx_t *w, const char *s, size_t len)
 	cleanup_json json_t *j = json_loadb(s, len, 0, NULL);
 	if (!json_is_object(j)) {
 		w->state = W_ERROR;
-		na_err_set(w->err, 500, NA_ETCD_EERROR, NULL,
+		na_err_set(w->err, 500, NA_ETCDL_EERROR, NULL,
 			   "etcd at %s: unparsable watch message", w->ep);
 		return;
 	}
 	if (json_object_get(j, "error")) {
 		w->state = W_ERROR;
-		na_etcd_map_error(j, w->http_code, w->ep, w->err);
+		na_etcdl_map_error(j, w->http_code, w->ep, w->err);
 		return;
 	}
 	json_t *r = json_object_get(j, "result");
@@ -78,13 +78,13 @@ static void handle_message(wctx_t *w, const char *s, size_t len)
 		return;
 	/* start_revision below the compacted revision: etcd cancels the watch
 	 * with compact_revision set; any cancel means our view has a hole */
-	int64_t compact = na_etcd_jint(r, "compact_revision");
+	int64_t compact = na_etcdl_jint(r, "compact_revision");
 	if (compact > 0 || json_is_true(json_object_get(r, "canceled"))) {
 		const char *why = json_string_value(json_object_get(r, "cancel_reason"));
-		na_err_set(w->err, 500, NA_ETCD_EERROR, NULL,
+		na_err_set(w->err, 500, NA_ETCDL_EERROR, NULL,
 			   "etcd watch canceled (compact_revision %lld%s%s)", (long long)compact,
 			   why ? ": " : "", why ? why : "");
-		w->state = NA_ETCD_WATCH_COMPACTED;
+		w->state = NA_ETCDL_WATCH_COMPACTED;
 	}
 }
 
@@ -99,9 +99,9 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 	}
 	if (w->state != W_RUNNING)
 		return n; /* finished: swallow what is in flight */
-	if (na_etcd_buf_append(&w->line, ptr, n) < 0) {
+	if (na_etcdl_buf_append(&w->line, ptr, n) < 0) {
 		w->state = W_ERROR;
-		na_err_set(w->err, 500, NA_ETCD_EERROR, NULL, "etcd at %s: watch message too large",
+		na_err_set(w->err, 500, NA_ETCDL_EERROR, NULL, "etcd at %s: watch message too large",
 			   w->ep);
 		return n;
 	}
@@ -124,7 +124,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 
 /* Runs one stream against one endpoint. Returns the final state; *not_sent
  * tells whether a failure happened before etcd could see the request. */
-static int watch_one(na_etcd_t *e, size_t idx, const char *payload, struct curl_slist *hdrs,
+static int watch_one(na_etcdl_t *e, size_t idx, const char *payload, struct curl_slist *hdrs,
 		     wctx_t *w, const atomic_int *stop, bool *not_sent)
 {
 	cleanup_free char *url = NULL;
@@ -143,14 +143,14 @@ static int watch_one(na_etcd_t *e, size_t idx, const char *payload, struct curl_
 		return na_err_set(w->err, 500, "system_error", NULL, "curl init failed");
 	}
 	w->h = h;
-	na_etcd_setup_handle(e, h, url, payload, hdrs);
+	na_etcdl_setup_handle(e, h, url, payload, hdrs);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, w);
 	curl_multi_add_handle(m, h);
 
 	while (w->state == W_RUNNING) {
 		if (stop && atomic_load(stop)) {
-			w->state = NA_ETCD_WATCH_STOPPED;
+			w->state = NA_ETCDL_WATCH_STOPPED;
 			break;
 		}
 		CURLMcode mc = curl_multi_perform(m, &running);
@@ -176,14 +176,14 @@ static int watch_one(na_etcd_t *e, size_t idx, const char *payload, struct curl_
 		long code = 0;
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 		if (rc != CURLE_OK) {
-			*not_sent = !w->got_data && na_etcd_not_sent(h, rc);
-			na_etcd_curl_error(rc, w->ep, w->err);
+			*not_sent = !w->got_data && na_etcdl_not_sent(h, rc);
+			na_etcdl_curl_error(rc, w->ep, w->err);
 		} else if (code != 200) {
 			cleanup_json json_t *j =
 			    json_loadb(w->line.p ? w->line.p : "", w->line.len, 0, NULL);
-			na_etcd_map_error(j, code, w->ep, w->err);
+			na_etcdl_map_error(j, code, w->ep, w->err);
 		} else {
-			na_err_set(w->err, 503, NA_ETCD_EUNAVAILABLE, NULL,
+			na_err_set(w->err, 503, NA_ETCDL_EUNAVAILABLE, NULL,
 				   "etcd at %s closed the watch stream", w->ep);
 		}
 		w->state = W_ERROR;
@@ -194,8 +194,8 @@ static int watch_one(na_etcd_t *e, size_t idx, const char *payload, struct curl_
 	return w->state;
 }
 
-static int watch(na_etcd_t *e, const char *key, bool prefix, int64_t start_revision,
-		 na_etcd_watch_cb cb, void *ud, const atomic_int *stop, na_err_t *err)
+static int watch(na_etcdl_t *e, const char *key, bool prefix, int64_t start_revision,
+		 na_etcdl_watch_cb cb, void *ud, const atomic_int *stop, na_err_t *err)
 {
 	size_t len = strlen(key), end_len = 0;
 	na_err_t local = NA_ERR_INIT;
@@ -204,15 +204,15 @@ static int watch(na_etcd_t *e, const char *key, bool prefix, int64_t start_revis
 	char rev[24];
 
 	if (prefix) {
-		if (!(end = na_etcd_prefix_end(key, len, &end_len)))
+		if (!(end = na_etcdl_prefix_end(key, len, &end_len)))
 			return na_err_errno(err, ENOMEM, "etcd watch");
 		if (!len) {
 			key = "";
 			len = 1; /* whole keyspace: key "\0" */
 		}
-		endb = na_etcd_b64enc(end, end_len);
+		endb = na_etcdl_b64enc(end, end_len);
 	}
-	kb = na_etcd_b64enc(key, len);
+	kb = na_etcdl_b64enc(key, len);
 	snprintf(rev, sizeof(rev), "%lld", (long long)start_revision);
 	req = json_pack("{s:{s:s,s:s*,s:s}}", "create_request", "key", kb, "range_end", endb,
 			"start_revision", rev);
@@ -237,17 +237,17 @@ static int watch(na_etcd_t *e, const char *key, bool prefix, int64_t start_revis
 		ret = watch_one(e, idx, payload, hdrs, &w, stop, &not_sent);
 		free(w.line.p);
 		if (w.got_data && w.http_code == 200)
-			na_etcd_note_ok(e);
+			na_etcdl_note_ok(e);
 		if (ret != W_ERROR)
 			break;
 		if (local.status == 503)
-			na_etcd_note_fail(e, idx, local.msg);
+			na_etcdl_note_fail(e, idx, local.msg);
 		/* once etcd saw the watch, the caller resumes from its last revision */
 		if (!not_sent)
 			break;
 	}
 	curl_slist_free_all(hdrs);
-	if (ret == NA_ETCD_WATCH_COMPACTED && err)
+	if (ret == NA_ETCDL_WATCH_COMPACTED && err)
 		*err = local; /* not a failure, but the caller may log why */
 	if (ret == W_ERROR) {
 		if (err)
@@ -258,13 +258,13 @@ static int watch(na_etcd_t *e, const char *key, bool prefix, int64_t start_revis
 	return ret;
 }
 
-int na_etcd_watch(na_etcd_t *e, const char *prefix, int64_t start_revision, na_etcd_watch_cb cb,
+int na_etcdl_watch(na_etcdl_t *e, const char *prefix, int64_t start_revision, na_etcdl_watch_cb cb,
 		  void *ud, const atomic_int *stop, na_err_t *err)
 {
 	return watch(e, prefix, true, start_revision, cb, ud, stop, err);
 }
 
-int na_etcd_watch_key(na_etcd_t *e, const char *key, int64_t start_revision, na_etcd_watch_cb cb,
+int na_etcdl_watch_key(na_etcdl_t *e, const char *key, int64_t start_revision, na_etcdl_watch_cb cb,
 		      void *ud, const atomic_int *stop, na_err_t *err)
 {
 	return watch(e, key, false, start_revision, cb, ud, stop, err);
