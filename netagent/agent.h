@@ -85,6 +85,9 @@ void na_timer_stop(na_timer_t *t);
 int na_timer_active(const na_timer_t *t);
 /* Stops and frees (the libuv handle closes asynchronously). NULL is fine. */
 void na_timer_free(na_timer_t *t);
+/* Runs fn(ud) once on the loop thread soon, never inside the caller: for a
+ * callback that an API promises to run later. < 0 on ENOMEM. */
+int na_defer(na_agent_t *ag, na_timer_fn fn, void *ud);
 /* main.c: drain stops every timer, exit frees what is left. */
 void na_timer_stop_all(void);
 void na_timer_free_all(void);

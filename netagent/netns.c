@@ -89,20 +89,55 @@ static int fd_is_netns(int fd)
 
 int na_netns_is_netns(const char *path)
 {
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	return fd >= 0 && fd_is_netns(fd);
+	na_err_t err = NA_ERR_INIT;
+	cleanup_close int fd = na_netns_open(path, NULL, &err);
+	return fd >= 0;
 }
 
-int na_netns_open(const char *path, na_err_t *err)
+int na_netns_fd_id(int fd, na_ns_id_t *id, na_err_t *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return na_err_errno(err, errno, "stat network namespace");
+	id->dev = (unsigned long long)st.st_dev;
+	id->ino = (unsigned long long)st.st_ino;
+	return 0;
+}
+
+int na_netns_open(const char *path, na_ns_id_t *id, na_err_t *err)
+{
+	char proc[64];
+	struct statfs sfs;
+	/* O_PATH opens nothing: no FIFO blocks, no device driver's open runs.
+	 * O_NOFOLLOW refuses a symlink at the last component, which also
+	 * refuses /proc/PID/ns/net (a magic link into the agent's or the
+	 * host's namespace); namespaces come as bind-mounted files. */
+	cleanup_close int pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0) {
 		int e = errno;
-		if (e == ENOENT) {
+		if (e == ENOENT || e == ENOTDIR) {
 			na_err_set(err, 404, "not_found", NULL,
 				   "network namespace %s does not exist", path);
 			return -ENOENT;
 		}
+		if (e == ELOOP) {
+			na_err_set(err, 422, "invalid_netns", NULL,
+				   "%s is a symlink, not a network namespace file", path);
+			return -EINVAL;
+		}
+		na_err_errno(err, e, "open network namespace %s", path);
+		return -e;
+	}
+	if (fstatfs(pfd, &sfs) < 0 || sfs.f_type != NSFS_MAGIC) {
+		na_err_set(err, 422, "invalid_netns", NULL, "%s is not a namespace file", path);
+		return -EINVAL;
+	}
+	/* On nsfs, re-opening through the O_PATH descriptor is safe and gives
+	 * the real descriptor setns() and IFLA_NET_NS_FD need. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+	int fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
 		na_err_errno(err, e, "open network namespace %s", path);
 		return -e;
 	}
@@ -111,7 +146,29 @@ int na_netns_open(const char *path, na_err_t *err)
 		na_err_set(err, 422, "invalid_netns", NULL, "%s is not a network namespace", path);
 		return -EINVAL;
 	}
+	if (id && na_netns_fd_id(fd, id, err) < 0) {
+		close(fd);
+		return -EIO;
+	}
 	return fd;
+}
+
+int na_netns_self_ids(na_ns_id_t *self, na_ns_id_t *init, na_err_t *err)
+{
+	/* Trusted paths: following the magic links is the point here. */
+	cleanup_close int s = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	cleanup_close int i = open("/proc/1/ns/net", O_RDONLY | O_CLOEXEC);
+	if (s < 0)
+		return na_err_errno(err, errno, "open /proc/thread-self/ns/net");
+	if (na_netns_fd_id(s, self, err) < 0)
+		return -1;
+	/* PID 1 in another PID namespace may be hidden: then there is no other
+	 * root namespace visible to refuse. */
+	if (i < 0) {
+		*init = *self;
+		return 0;
+	}
+	return na_netns_fd_id(i, init, err);
 }
 
 struct mkns {

@@ -111,12 +111,31 @@ int na_netns_create(const char *path, na_err_t *err);
 /* Unmounts (MNT_DETACH) and unlinks path. Returns 1 when something was
  * removed, 0 when path did not exist. */
 int na_netns_delete(const char *path, na_err_t *err);
+/* A namespace's identity: the nsfs device and inode, what `ip netns
+ * identify` and /proc/PID/ns/net's "net:[ino]" compare. */
+typedef struct na_ns_id {
+	unsigned long long dev, ino;
+} na_ns_id_t;
+static inline int na_ns_id_eq(const na_ns_id_t *a, const na_ns_id_t *b)
+{
+	return a->ino && a->dev == b->dev && a->ino == b->ino;
+}
+
 /* 1 when path is a mounted network namespace, 0 otherwise. */
 int na_netns_is_netns(const char *path);
-/* O_RDONLY|O_CLOEXEC descriptor of the network namespace at path. Returns
- * -ENOENT (404 "not_found") when missing, -EINVAL (422 "invalid_netns") when
- * not a network namespace. */
-int na_netns_open(const char *path, na_err_t *err);
+/* O_RDONLY|O_CLOEXEC descriptor of the network namespace file at path, which
+ * may come from a client: it is first opened O_PATH|O_NOFOLLOW, so a
+ * symlink (/proc/PID/ns/net included), a FIFO or a device is refused without
+ * ever being opened for real; it must be on nsfs and a network namespace.
+ * id (nullable) receives its identity. Returns -ENOENT (404 "not_found") when
+ * missing, -EINVAL (422 "invalid_netns") when not a network namespace file.
+ * Worker threads only: a path on a hung filesystem blocks. */
+int na_netns_open(const char *path, na_ns_id_t *id, na_err_t *err);
+/* Identity of an open namespace descriptor. */
+int na_netns_fd_id(int fd, na_ns_id_t *id, na_err_t *err);
+/* The calling thread's network namespace and PID 1's (the host's root
+ * namespace), for refusing them as endpoint targets. */
+int na_netns_self_ids(na_ns_id_t *self, na_ns_id_t *init, na_err_t *err);
 /* Runs fn with the calling thread inside nsfd and returns it to its previous
  * namespace afterwards; aborts when it cannot return (a thread left in a
  * foreign namespace would corrupt every later job). */

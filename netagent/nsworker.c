@@ -315,7 +315,7 @@ int na_ns_run(const char *netns_path, na_ns_fn fn, void *arg, na_err_t *err)
 
 	if (!netns_path)
 		return fn(arg, err);
-	fd = na_netns_open(netns_path, err);
+	fd = na_netns_open(netns_path, NULL, err);
 	if (fd < 0)
 		return -1;
 	rc = na_netns_run_fd(fd, fn, arg, err);

@@ -93,3 +93,37 @@ void na_timer_free_all(void)
 	while (timers)
 		na_timer_free(timers);
 }
+
+struct deferred {
+	uv_timer_t h;
+	na_timer_fn fn;
+	void *ud;
+};
+
+static void deferred_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_deferred(uv_timer_t *h)
+{
+	struct deferred *d = h->data;
+	/* Unlike module timers it runs while draining too: it completes an
+	 * operation somebody is waiting for. */
+	d->fn(d->ud);
+	uv_close((uv_handle_t *)h, deferred_closed);
+}
+
+int na_defer(na_agent_t *ag, na_timer_fn fn, void *ud)
+{
+	struct deferred *d = calloc(1, sizeof(*d));
+	if (!d || uv_timer_init(ag->loop, &d->h) < 0) {
+		free(d);
+		return -1;
+	}
+	d->h.data = d;
+	d->fn = fn;
+	d->ud = ud;
+	uv_timer_start(&d->h, on_deferred, 0, 0);
+	return 0;
+}

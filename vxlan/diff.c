@@ -60,6 +60,44 @@ static int cmp_neigh(const void *a, const void *b)
 	return cmp_u32(((const struct vx_k_neigh *)a)->ip, ((const struct vx_k_neigh *)b)->ip);
 }
 
+/* The keep lists, sorted once per diff for lookups by mac and by ip. */
+struct keep {
+	struct vx_k_remote *by_mac, *by_ip;
+	size_t n;
+};
+
+static int keep_init(struct keep *kp, const struct vx_snap *s)
+{
+	kp->n = s->nkeep_remote;
+	kp->by_mac = malloc((kp->n + 1) * sizeof(*kp->by_mac));
+	kp->by_ip = malloc((kp->n + 1) * sizeof(*kp->by_ip));
+	if (!kp->by_mac || !kp->by_ip) {
+		free(kp->by_mac);
+		free(kp->by_ip);
+		return -1;
+	}
+	if (kp->n) {
+		memcpy(kp->by_mac, s->keep_remote, kp->n * sizeof(*kp->by_mac));
+		memcpy(kp->by_ip, s->keep_remote, kp->n * sizeof(*kp->by_ip));
+		qsort(kp->by_mac, kp->n, sizeof(*kp->by_mac), cmp_rem_mac);
+		qsort(kp->by_ip, kp->n, sizeof(*kp->by_ip), cmp_rem_ip);
+	}
+	return 0;
+}
+
+static int keep_mac(const struct keep *kp, const uint8_t mac[6])
+{
+	struct vx_k_remote key = {0};
+	memcpy(key.mac, mac, 6);
+	return kp->n && bsearch(&key, kp->by_mac, kp->n, sizeof(key), cmp_rem_mac);
+}
+
+static int keep_ip(const struct keep *kp, uint32_t ip)
+{
+	struct vx_k_remote key = {.ip = ip};
+	return kp->n && bsearch(&key, kp->by_ip, kp->n, sizeof(key), cmp_rem_ip);
+}
+
 static int push(struct vx_k_remote **v, size_t *n, const struct vx_k_remote *r)
 {
 	struct vx_k_remote *nv = realloc(*v, (*n + 1) * sizeof(**v));
@@ -70,44 +108,53 @@ static int push(struct vx_k_remote **v, size_t *n, const struct vx_k_remote *r)
 	return 0;
 }
 
-/* Merge of two sorted lists: desired remotes and what the kernel has. */
-static void diff_fdb(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
-		     struct vx_repair *rep)
+/* Merge of two sorted lists: desired remotes and what the kernel has in one
+ * FDB table (vxlan0's own, MAC -> VTEP, or the bridge's static entries on
+ * the vxlan0 port, where only the MAC counts). */
+static void diff_fdb(json_t *d, const struct vx_snap *s, struct vx_k_fdb *fdb, size_t nfdb,
+		     int bridge, const struct keep *kp, struct vx_repair *rep)
 {
+	const char *kind = bridge ? "bridge_fdb" : "fdb";
 	struct vx_k_remote *want = malloc((s->nremote + 1) * sizeof(*want));
 	if (!want)
 		return;
-	memcpy(want, s->remote, s->nremote * sizeof(*want));
+	if (s->nremote)
+		memcpy(want, s->remote, s->nremote * sizeof(*want));
 	qsort(want, s->nremote, sizeof(*want), cmp_rem_mac);
-	if (k->nfdb) /* qsort wants a valid pointer even for 0 elements */
-		qsort(k->fdb, k->nfdb, sizeof(*k->fdb), cmp_fdb);
+	if (nfdb) /* qsort wants a valid pointer even for 0 elements */
+		qsort(fdb, nfdb, sizeof(*fdb), cmp_fdb);
 	size_t i = 0, j = 0;
 	char m[18], a[16], b[16];
-	while (i < s->nremote || j < k->nfdb) {
-		int c = i == s->nremote ? 1
-			: j == k->nfdb	? -1
-					: cmp_mac(want[i].mac, k->fdb[j].mac);
+	while (i < s->nremote || j < nfdb) {
+		int c = i == s->nremote ? 1 : j == nfdb ? -1 : cmp_mac(want[i].mac, fdb[j].mac);
 		if (c < 0) {
 			na_mac_fmt(want[i].mac, m, sizeof(m));
-			add(d, "fdb", m, "missing", "no FDB entry for %s", m);
+			add(d, kind, m, "missing", "no %s entry for %s", bridge ? "bridge" : "FDB",
+			    m);
 			if (rep)
 				push(&rep->set, &rep->nset, &want[i]);
 			i++;
 		} else if (c > 0) {
-			struct vx_k_remote r = {0};
-			memcpy(r.mac, k->fdb[j].mac, 6);
-			na_mac_fmt(r.mac, m, sizeof(m));
-			na_ipv4_fmt(k->fdb[j].dst, a, sizeof(a));
-			add(d, "fdb", m, "extra", "%s -> %s is not wanted", m, a);
-			if (rep)
-				push(&rep->del, &rep->ndel, &r);
+			if (!keep_mac(kp, fdb[j].mac)) {
+				struct vx_k_remote r = {0};
+				memcpy(r.mac, fdb[j].mac, 6);
+				na_mac_fmt(r.mac, m, sizeof(m));
+				na_ipv4_fmt(fdb[j].dst, a, sizeof(a));
+				if (bridge)
+					add(d, kind, m, "extra", "bridge entry %s is not wanted",
+					    m);
+				else
+					add(d, kind, m, "extra", "%s -> %s is not wanted", m, a);
+				if (rep)
+					push(&rep->del, &rep->ndel, &r);
+			}
 			j++;
 		} else {
-			if (k->fdb[j].dst != want[i].vtep) {
+			if (!bridge && fdb[j].dst != want[i].vtep) {
 				na_mac_fmt(want[i].mac, m, sizeof(m));
-				na_ipv4_fmt(k->fdb[j].dst, a, sizeof(a));
+				na_ipv4_fmt(fdb[j].dst, a, sizeof(a));
 				na_ipv4_fmt(want[i].vtep, b, sizeof(b));
-				add(d, "fdb", m, "mismatch", "%s -> %s, want %s", m, a, b);
+				add(d, kind, m, "mismatch", "%s -> %s, want %s", m, a, b);
 				if (rep)
 					push(&rep->set, &rep->nset, &want[i]);
 			}
@@ -118,12 +165,13 @@ static void diff_fdb(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
 }
 
 static void diff_neigh(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
-		       struct vx_repair *rep)
+		       const struct keep *kp, struct vx_repair *rep)
 {
 	struct vx_k_remote *want = malloc((s->nremote + 1) * sizeof(*want));
 	if (!want)
 		return;
-	memcpy(want, s->remote, s->nremote * sizeof(*want));
+	if (s->nremote)
+		memcpy(want, s->remote, s->nremote * sizeof(*want));
 	qsort(want, s->nremote, sizeof(*want), cmp_rem_ip);
 	if (k->nneigh)
 		qsort(k->neigh, k->nneigh, sizeof(*k->neigh), cmp_neigh);
@@ -140,12 +188,14 @@ static void diff_neigh(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
 				push(&rep->set, &rep->nset, &want[i]);
 			i++;
 		} else if (c > 0) {
-			struct vx_k_remote r = {0};
-			r.ip = k->neigh[j].ip;
-			na_ipv4_fmt(r.ip, a, sizeof(a));
-			add(d, "neighbour", a, "extra", "%s is not wanted", a);
-			if (rep)
-				push(&rep->del, &rep->ndel, &r);
+			if (!keep_ip(kp, k->neigh[j].ip)) {
+				struct vx_k_remote r = {0};
+				r.ip = k->neigh[j].ip;
+				na_ipv4_fmt(r.ip, a, sizeof(a));
+				add(d, "neighbour", a, "extra", "%s is not wanted", a);
+				if (rep)
+					push(&rep->del, &rep->ndel, &r);
+			}
 			j++;
 		} else {
 			if (memcmp(k->neigh[j].mac, want[i].mac, 6) != 0) {
@@ -160,6 +210,39 @@ static void diff_neigh(json_t *d, const struct vx_snap *s, struct vx_k_state *k,
 		}
 	}
 	free(want);
+}
+
+/* Host-side veths of ours (group, "ve-" name) that neither a committed
+ * endpoint nor a change in flight owns: left by an attach that was never
+ * acknowledged (a lost claim, a crash before the state file). */
+static void diff_owners(json_t *d, const struct vx_snap *s, const struct vx_k_state *k,
+			struct vx_repair *rep)
+{
+	for (size_t i = 0; i < k->nlinks; i++) {
+		const struct vx_k_link *l = &k->links[i];
+		if (strcmp(l->kind, "veth") || l->group != VX_K_GROUP || strncmp(l->name, "ve-", 3))
+			continue;
+		int owned = 0;
+		char v[16];
+		for (size_t e = 0; e < s->nlocal && !owned; e++) {
+			vx_k_veth_name(s->local[e].name, v);
+			owned = !strcmp(v, l->name);
+		}
+		for (size_t e = 0; e < s->nkeep_local && !owned; e++) {
+			vx_k_veth_name(s->keep_local[e], v);
+			owned = !strcmp(v, l->name);
+		}
+		if (owned)
+			continue;
+		add(d, "link", l->name, "extra", "veth %s belongs to no endpoint", l->name);
+		if (!rep)
+			continue;
+		char(*nv)[16] = realloc(rep->del_links, (rep->ndel_links + 1) * sizeof(*nv));
+		if (!nv)
+			continue;
+		rep->del_links = nv;
+		snprintf(rep->del_links[rep->ndel_links++], 16, "%s", l->name);
+	}
 }
 
 json_t *vx_diff(const struct vx_snap *s, struct vx_k_state *k, const struct vx_k_ep_state *eps,
@@ -207,8 +290,15 @@ json_t *vx_diff(const struct vx_snap *s, struct vx_k_state *k, const struct vx_k
 		if (memcmp(es->link.mac, e->mac, 6) != 0)
 			add(d, "link", obj, "mismatch", "MAC differs from the desired one");
 	}
-	diff_fdb(d, s, k, rep);
-	diff_neigh(d, s, k, rep);
+	diff_owners(d, s, k, rep);
+	struct keep kp;
+	if (keep_init(&kp, s) < 0)
+		return d;
+	diff_fdb(d, s, k->fdb, k->nfdb, 0, &kp, rep);
+	diff_fdb(d, s, k->brfdb, k->nbrfdb, 1, &kp, rep);
+	diff_neigh(d, s, k, &kp, rep);
+	free(kp.by_mac);
+	free(kp.by_ip);
 	return d;
 }
 
@@ -262,5 +352,6 @@ void vx_repair_free(struct vx_repair *r)
 {
 	free(r->set);
 	free(r->del);
+	free(r->del_links);
 	memset(r, 0, sizeof(*r));
 }

@@ -170,7 +170,7 @@ static void remotes_done(void *ud, int rc, const na_err_t *err)
 static void program(vx_net_t *n, const vx_ep_t *const *eps, size_t k, int del)
 {
 	char *name = k ? strdup(n->name) : NULL;
-	if (name && vx_job_remotes(n, eps, k, del, NULL, remotes_done, name) < 0) {
+	if (name && vx_job_remotes(n, eps, k, del, 0, remotes_done, name) < 0) {
 		na_warn("cannot queue learned endpoints, reconcile will retry", "network=%s",
 			n->name);
 		free(name);

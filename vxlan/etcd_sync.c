@@ -206,7 +206,9 @@ static void claim_result(struct claim *c, int rc, const na_err_t *err)
 			claim_finish(c, -1, &e);
 			return;
 		}
-		memcpy(ep->mac, mac, 6);
+		vx_ep_t moved = *ep;
+		memcpy(moved.mac, mac, 6);
+		vx_ep_set(n, ep, &moved); /* through the model: its indexes follow */
 	}
 	char a[16], b[16];
 	na_ipv4_fmt(ep->ip, a, sizeof(a));
@@ -224,7 +226,9 @@ static void claim_result(struct claim *c, int rc, const na_err_t *err)
 	} else {
 		vx_ipam_release(n->ipam, ep->ip);
 	}
-	ep->ip = next;
+	vx_ep_t moved = *ep;
+	moved.ip = next;
+	vx_ep_set(n, ep, &moved);
 	c->tries++;
 	claim_push(c);
 	vx_elearn_apply(n, 0); /* the winner may be waiting for the address */

@@ -542,7 +542,8 @@ static void *watch_main(void *arg)
 		int64_t rev = rg.revision;
 		na_etcdl_range_clear(&rg);
 		unsigned long long t0 = na_now_ms();
-		int rc = na_etcdl_watch(T.etcd, VX_ETCD_EPS, rev + 1, on_event, NULL, &T.kick, &err);
+		int rc =
+		    na_etcdl_watch(T.etcd, VX_ETCD_EPS, rev + 1, on_event, NULL, &T.kick, &err);
 		if (atomic_load(&T.stop))
 			break;
 		if (rc == NA_ETCDL_WATCH_STOPPED) {

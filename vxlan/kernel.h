@@ -22,6 +22,7 @@
 
 #include "netagent/agent.h"
 #include "netagent/err.h"
+#include "netagent/nl.h"
 
 #define VX_K_BRIDGE	"br0"
 #define VX_K_VXLAN	"vxlan0"
@@ -68,6 +69,9 @@ struct vx_k_ep {
 	uint32_t ip;		/* IPv4, host byte order */
 	int plen;		/* prefix length of the subnet */
 	const uint8_t *mac;	/* NULL = derived from ip (vx_k_mac_from_ip) */
+	/* Non-NULL: the target must still be this namespace (pinned when the
+	 * endpoint was validated), else 409 "netns_changed". */
+	const na_ns_id_t *nsid;
 };
 
 /* Host-side veth name: "ve-" + 12 hex digits of a hash of the endpoint
@@ -83,6 +87,8 @@ void vx_k_mac_from_ip(uint32_t ip, uint8_t mac[6]);
 int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, na_err_t *err);
 /* Deletes the veth pair (both ends). 0 when it did not exist. */
 int vx_k_endpoint_detach(const char *netns_path, const char *ep_name, na_err_t *err);
+/* Deletes link ifname of N's namespace: 1 deleted, 0 absent. */
+int vx_k_link_delete(const char *netns_path, const char *ifname, na_err_t *err);
 
 struct vx_k_remote {
 	uint32_t ip;	/* overlay IPv4, host byte order */
@@ -142,6 +148,8 @@ struct vx_k_state {
 	size_t nlinks;
 	struct vx_k_fdb *fdb; /* vxlan0's own entries (NTF_SELF) */
 	size_t nfdb;
+	struct vx_k_fdb *brfdb; /* the bridge's static entries on the vxlan0 port */
+	size_t nbrfdb;
 	struct vx_k_neigh *neigh; /* IPv4 neighbours of vxlan0 */
 	size_t nneigh;
 };

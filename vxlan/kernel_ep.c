@@ -137,6 +137,19 @@ int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, na_
 		goto fail;
 	if (vxk_open(ep->netns_path, &tnl, &tfd, err) < 0)
 		goto fail;
+	if (ep->nsid) {
+		na_ns_id_t now;
+		if (na_netns_fd_id(tfd, &now, err) < 0)
+			goto fail;
+		if (!na_ns_id_eq(&now, ep->nsid)) {
+			/* Someone mounted another namespace on the path: attaching
+			 * there would wire the network into whatever it is now. */
+			na_err_set(err, 409, "netns_changed", "netns",
+				   "%s is no longer the namespace the endpoint was given",
+				   ep->netns_path);
+			goto fail;
+		}
+	}
 	if ((rc = vxk_get_link(nl, VX_K_BRIDGE, &br, err)) < 0)
 		goto fail;
 	if (rc == 0) {
@@ -191,4 +204,15 @@ int vx_k_endpoint_detach(const char *netns_path, const char *ep_name, na_err_t *
 		return -1;
 	}
 	return rc;
+}
+
+int vx_k_link_delete(const char *netns_path, const char *ifname, na_err_t *err)
+{
+	cleanup_nl na_nl_t *nl = NULL;
+	int rc = vxk_open(netns_path, &nl, NULL, err);
+	if (rc == -ENOENT) {
+		na_err_clear(err);
+		return 0;
+	}
+	return rc < 0 ? -1 : vxk_del_link(nl, ifname, err);
 }

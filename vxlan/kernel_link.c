@@ -62,7 +62,7 @@ void vx_k_mac_from_ip(uint32_t ip, uint8_t mac[6])
 
 int vxk_open(const char *path, na_nl_t **nl, int *nsfd, na_err_t *err)
 {
-	cleanup_close int fd = na_netns_open(path, err);
+	cleanup_close int fd = na_netns_open(path, NULL, err);
 	int rc;
 
 	if (fd < 0)
@@ -272,7 +272,7 @@ static void *grow_push(struct grow *g)
 
 struct neigh_ctx {
 	int ifindex;
-	struct grow g;
+	struct grow g, br; /* br: the bridge's entries on the port (AF_BRIDGE) */
 };
 
 static int fdb_cb(const struct nlmsghdr *nlh, void *data)
@@ -283,12 +283,20 @@ static int fdb_cb(const struct nlmsghdr *nlh, void *data)
 	struct vx_k_fdb *f;
 
 	if (nlh->nlmsg_type != RTM_NEWNEIGH || nd->ndm_family != AF_BRIDGE ||
-	    nd->ndm_ifindex != c->ifindex || !(nd->ndm_flags & NTF_SELF))
+	    nd->ndm_ifindex != c->ifindex)
+		return MNL_CB_OK;
+	/* One dump, two tables: vxlan0's own (NTF_SELF: MAC -> VTEP) and the
+	 * bridge's entries on the vxlan0 port (no flag, an NDA_MASTER attribute:
+	 * the bridge does not set NTF_MASTER in dumps), minus the port's own
+	 * address, which the bridge keeps as a permanent local entry. */
+	int self = nd->ndm_flags & NTF_SELF;
+	if (!self && (nd->ndm_state & NUD_PERMANENT))
 		return MNL_CB_OK;
 	na_nl_parse(nlh, sizeof(*nd), tb, NDA_MAX);
-	if (!tb[NDA_LLADDR] || mnl_attr_get_payload_len(tb[NDA_LLADDR]) != 6)
+	if (!tb[NDA_LLADDR] || mnl_attr_get_payload_len(tb[NDA_LLADDR]) != 6 ||
+	    (!self && !tb[NDA_MASTER]))
 		return MNL_CB_OK;
-	if (!(f = grow_push(&c->g)))
+	if (!(f = grow_push(self ? &c->g : &c->br)))
 		return MNL_CB_ERROR;
 	memcpy(f->mac, mnl_attr_get_payload(tb[NDA_LLADDR]), 6);
 	f->dst = get_be32(tb[NDA_DST]);
@@ -327,12 +335,15 @@ static int dump_neigh(na_nl_t *nl, int family, int ifindex, struct vx_k_state *s
 
 	if (family == AF_BRIDGE) {
 		c.g = (struct grow){(void **)&s->fdb, &s->nfdb, 0, sizeof(*s->fdb)};
+		c.br = (struct grow){(void **)&s->brfdb, &s->nbrfdb, 0, sizeof(*s->brfdb)};
 		nd.ndm_ifindex = ifindex; /* strict dumps: only this port */
 	} else {
 		c.g = (struct grow){(void **)&s->neigh, &s->nneigh, 0, sizeof(*s->neigh)};
 	}
 	for (int i = 0; i < DUMP_TRIES && rc == -EAGAIN; i++) {
 		*c.g.n = 0;
+		if (c.br.n)
+			*c.br.n = 0;
 		struct nlmsghdr *nlh = na_nl_req(nl, RTM_GETNEIGH, NLM_F_DUMP, &nd, sizeof(nd));
 		if (family != AF_BRIDGE)
 			mnl_attr_put_u32(nlh, NDA_IFINDEX, (uint32_t)ifindex);
@@ -378,6 +389,7 @@ void vx_k_state_free(struct vx_k_state *s)
 {
 	free(s->links);
 	free(s->fdb);
+	free(s->brfdb);
 	free(s->neigh);
 	memset(s, 0, sizeof(*s));
 }

@@ -6,6 +6,8 @@
 #include "netagent/util.h"
 #include "netagent/validate.h"
 
+#include <stddef.h>
+
 vx_t vx;
 
 vx_net_t *vx_net_find(const char *name)
@@ -24,9 +26,98 @@ vx_net_t *vx_net_find_vni(uint32_t vni)
 	return NULL;
 }
 
+/* ---- the per-network index ------------------------------------------- */
+
+static size_t h_str(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static size_t h_u32(uint32_t v)
+{
+	v ^= v >> 16;
+	v *= 0x7feb352du;
+	v ^= v >> 15;
+	v *= 0x846ca68bu;
+	return v ^ (v >> 16);
+}
+
+static size_t h_mac(const uint8_t m[6])
+{
+	uint32_t a = (uint32_t)m[0] << 8 | m[1], b;
+	memcpy(&b, m + 2, 4);
+	return h_u32(a ^ h_u32(b));
+}
+
+#define BUCKET(idx, h) ((h) & ((idx)->nb - 1))
+
+static void idx_link(vx_index_t *x, vx_ep_t *e)
+{
+	size_t bn = BUCKET(x, h_str(e->name)), bi = BUCKET(x, h_u32(e->ip)),
+	       bm = BUCKET(x, h_mac(e->mac));
+	e->h_name = x->name[bn];
+	x->name[bn] = e;
+	e->h_ip = x->ip[bi];
+	x->ip[bi] = e;
+	e->h_mac = x->mac[bm];
+	x->mac[bm] = e;
+}
+
+static void idx_unlink(vx_index_t *x, vx_ep_t *e)
+{
+	vx_ep_t **p;
+	for (p = &x->name[BUCKET(x, h_str(e->name))]; *p; p = &(*p)->h_name)
+		if (*p == e) {
+			*p = e->h_name;
+			break;
+		}
+	for (p = &x->ip[BUCKET(x, h_u32(e->ip))]; *p; p = &(*p)->h_ip)
+		if (*p == e) {
+			*p = e->h_ip;
+			break;
+		}
+	for (p = &x->mac[BUCKET(x, h_mac(e->mac))]; *p; p = &(*p)->h_mac)
+		if (*p == e) {
+			*p = e->h_mac;
+			break;
+		}
+}
+
+/* Doubles the buckets when the load passes 1 (never shrinks: a network
+ * that had 5,000 endpoints keeps 64 KiB of buckets). */
+static int idx_grow(vx_net_t *n)
+{
+	vx_index_t *x = &n->idx, nx = {0};
+	if (x->nb && x->n < x->nb)
+		return 0;
+	nx.nb = x->nb ? x->nb * 2 : 16;
+	nx.name = calloc(nx.nb, sizeof(*nx.name));
+	nx.ip = calloc(nx.nb, sizeof(*nx.ip));
+	nx.mac = calloc(nx.nb, sizeof(*nx.mac));
+	if (!nx.name || !nx.ip || !nx.mac) {
+		free(nx.name);
+		free(nx.ip);
+		free(nx.mac);
+		return x->nb ? 0 : -1; /* an old table still works, only slower */
+	}
+	nx.n = x->n;
+	for (vx_ep_t *e = n->eps; e; e = e->next)
+		idx_link(&nx, e);
+	free(x->name);
+	free(x->ip);
+	free(x->mac);
+	*x = nx;
+	return 0;
+}
+
 vx_ep_t *vx_ep_find(vx_net_t *n, const char *name)
 {
-	for (vx_ep_t *e = n->eps; e; e = e->next)
+	if (!n->idx.nb)
+		return NULL;
+	for (vx_ep_t *e = n->idx.name[BUCKET(&n->idx, h_str(name))]; e; e = e->h_name)
 		if (!strcmp(e->name, name))
 			return e;
 	return NULL;
@@ -34,7 +125,9 @@ vx_ep_t *vx_ep_find(vx_net_t *n, const char *name)
 
 vx_ep_t *vx_ep_find_ip(vx_net_t *n, uint32_t ip)
 {
-	for (vx_ep_t *e = n->eps; e; e = e->next)
+	if (!n->idx.nb)
+		return NULL;
+	for (vx_ep_t *e = n->idx.ip[BUCKET(&n->idx, h_u32(ip))]; e; e = e->h_ip)
 		if (e->ip == ip)
 			return e;
 	return NULL;
@@ -42,7 +135,9 @@ vx_ep_t *vx_ep_find_ip(vx_net_t *n, uint32_t ip)
 
 vx_ep_t *vx_ep_find_mac(vx_net_t *n, const uint8_t mac[6])
 {
-	for (vx_ep_t *e = n->eps; e; e = e->next)
+	if (!n->idx.nb)
+		return NULL;
+	for (vx_ep_t *e = n->idx.mac[BUCKET(&n->idx, h_mac(mac))]; e; e = e->h_mac)
 		if (!memcmp(e->mac, mac, 6))
 			return e;
 	return NULL;
@@ -88,6 +183,9 @@ void vx_net_unlink_free(vx_net_t *n)
 		n->eps = e->next;
 		free(e);
 	}
+	free(n->idx.name);
+	free(n->idx.ip);
+	free(n->idx.mac);
 	vx_ipam_free(n->ipam);
 	free(n);
 }
@@ -99,27 +197,48 @@ static unsigned *counter(vx_net_t *n, enum vx_src src)
 
 vx_ep_t *vx_ep_add(vx_net_t *n, const vx_ep_t *tmpl)
 {
-	vx_ep_t *e = malloc(sizeof(*e));
+	if (idx_grow(n) < 0)
+		return NULL;
+	vx_ep_t *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	*e = *tmpl;
-	e->next = n->eps;
-	n->eps = e;
+	memcpy(e, tmpl, offsetof(vx_ep_t, deleting));
+	e->prev = n->eps_tail;
+	if (n->eps_tail)
+		n->eps_tail->next = e;
+	else
+		n->eps = e;
+	n->eps_tail = e;
+	idx_link(&n->idx, e);
+	n->idx.n++;
 	(*counter(n, e->src))++;
 	return e;
 }
 
+void vx_ep_set(vx_net_t *n, vx_ep_t *ep, const vx_ep_t *val)
+{
+	idx_unlink(&n->idx, ep);
+	(*counter(n, ep->src))--;
+	memcpy(ep, val, offsetof(vx_ep_t, deleting));
+	(*counter(n, ep->src))++;
+	idx_link(&n->idx, ep);
+}
+
 void vx_ep_remove(vx_net_t *n, vx_ep_t *ep)
 {
-	for (vx_ep_t **p = &n->eps; *p; p = &(*p)->next) {
-		if (*p == ep) {
-			*p = ep->next;
-			(*counter(n, ep->src))--;
-			vx_ipam_release(n->ipam, ep->ip);
-			free(ep);
-			return;
-		}
-	}
+	idx_unlink(&n->idx, ep);
+	n->idx.n--;
+	if (ep->prev)
+		ep->prev->next = ep->next;
+	else
+		n->eps = ep->next;
+	if (ep->next)
+		ep->next->prev = ep->prev;
+	else
+		n->eps_tail = ep->prev;
+	(*counter(n, ep->src))--;
+	vx_ipam_release(n->ipam, ep->ip);
+	free(ep);
 }
 
 void vx_mac_from_ip(uint32_t ip, uint8_t mac[6])
@@ -196,25 +315,30 @@ json_t *vx_net_state_json(const vx_net_t *n)
 
 json_t *vx_ep_state_json(const vx_ep_t *e)
 {
-	return json_pack("{s:o, s:o, s:s, s:s}", "ip", cidr_json(e->ip, e->plen), "mac",
-			 mac_json(e->mac), "ifname", e->ifname, "netns", e->netns);
+	json_t *o = json_pack("{s:o, s:o, s:s, s:s}", "ip", cidr_json(e->ip, e->plen), "mac",
+			      mac_json(e->mac), "ifname", e->ifname, "netns", e->netns);
+	/* The pin: after a restart the path must still be this namespace. */
+	if (o && e->nsid.ino)
+		json_object_set_new(o, "netns_id",
+				    json_pack("{s:I, s:I}", "dev", (json_int_t)e->nsid.dev, "ino",
+					      (json_int_t)e->nsid.ino));
+	return o;
 }
 
-json_t *vx_remotes_state_json(const vx_net_t *n)
+json_t *vx_remote_state_json(const vx_ep_t *e)
 {
-	json_t *items = json_object();
-	for (const vx_ep_t *e = n->eps; e; e = e->next)
-		if (e->src == VX_PUSHED)
-			json_object_set_new(items, e->name,
-					    json_pack("{s:o, s:o, s:o}", "ip",
-						      cidr_json(e->ip, e->plen), "mac",
-						      mac_json(e->mac), "vtep", ip_json(e->vtep)));
-	return json_pack("{s:o}", "items", items);
+	return json_pack("{s:o, s:o, s:o}", "ip", cidr_json(e->ip, e->plen), "mac",
+			 mac_json(e->mac), "vtep", ip_json(e->vtep));
 }
 
 void vx_ep_kind(const vx_net_t *n, char *buf, size_t len)
 {
 	snprintf(buf, len, "endpoints/%s", n->name);
+}
+
+void vx_remote_kind(const vx_net_t *n, char *buf, size_t len)
+{
+	snprintf(buf, len, "remotes/%s", n->name);
 }
 
 /* ---- loading at start ---------------------------------------------------- */
@@ -239,6 +363,9 @@ static int parse_ep(vx_net_t *n, const char *name, json_t *o, enum vx_src src, v
 		snprintf(e->netns, sizeof(e->netns), "%s", ns);
 		snprintf(e->ifname, sizeof(e->ifname), "%s", ifn);
 		e->vtep = vx.ag->underlay.addr;
+		json_t *id = json_object_get(o, "netns_id");
+		e->nsid.dev = (unsigned long long)json_integer_value(json_object_get(id, "dev"));
+		e->nsid.ino = (unsigned long long)json_integer_value(json_object_get(id, "ino"));
 	} else {
 		const char *vt = json_string_value(json_object_get(o, "vtep"));
 		if (!vt || na_ipv4_parse(vt, &e->vtep) < 0)
@@ -263,7 +390,25 @@ static int load_ep(const char *name, json_t *o, void *ud, na_err_t *err)
 	return vx_ep_add(n, &e) ? 0 : na_err_errno(err, ENOMEM, "load endpoint");
 }
 
-static int load_remotes(vx_net_t *n, na_err_t *err)
+static int load_remote(const char *name, json_t *o, void *ud, na_err_t *err)
+{
+	vx_net_t *n = ud;
+	vx_ep_t e;
+	if (parse_ep(n, name, o, VX_PUSHED, &e, err) < 0 ||
+	    vx_ipam_reserve(n->ipam, e.ip, err) < 0) {
+		na_error("remote endpoint state skipped", "network=%s endpoint=%s error=\"%s\"",
+			 n->name, name, err->msg);
+		na_err_clear(err);
+		return 0;
+	}
+	return vx_ep_add(n, &e) ? 0 : na_err_errno(err, ENOMEM, "load remote endpoint");
+}
+
+/* Before per-endpoint files, a network's remotes lived in one file
+ * remotes/<net>.json ({"items":{name:{…}}}), rewritten whole on every
+ * change. An upgraded agent moves them into remotes/<net>/<name>.json once,
+ * at start, and then removes the old file. */
+static int migrate_remotes(vx_net_t *n, na_err_t *err)
 {
 	json_t *o = NULL;
 	if (na_state_get(vx.ag->state, "remotes", n->name, &o, err) < 0) {
@@ -273,22 +418,36 @@ static int load_remotes(vx_net_t *n, na_err_t *err)
 		}
 		return -1;
 	}
+	char kind[96];
+	vx_remote_kind(n, kind, sizeof(kind));
 	const char *name;
 	json_t *v;
+	int rc = 0;
 	json_object_foreach(json_object_get(o, "items"), name, v)
 	{
-		vx_ep_t e;
-		if (parse_ep(n, name, v, VX_PUSHED, &e, err) < 0 ||
-		    vx_ipam_reserve(n->ipam, e.ip, err) < 0) {
-			na_error("remote endpoint state skipped",
-				 "network=%s endpoint=%s error=\"%s\"", n->name, name, err->msg);
-			na_err_clear(err);
-			continue;
+		if (!vx_ep_find(n, name) && load_remote(name, v, n, err) < 0) {
+			rc = -1;
+			break;
 		}
-		vx_ep_add(n, &e);
+		vx_ep_t *e = vx_ep_find(n, name);
+		if (e && e->src == VX_PUSHED &&
+		    (rc = na_state_put(vx.ag->state, kind, name, vx_remote_state_json(e), err)) < 0)
+			break;
 	}
 	json_decref(o);
-	return 0;
+	if (rc == 0 && (rc = na_state_del(vx.ag->state, "remotes", n->name, err)) == 0)
+		na_info("remote endpoints moved to per-endpoint state files", "network=%s count=%u",
+			n->name, n->npushed);
+	return rc;
+}
+
+static int load_remotes(vx_net_t *n, na_err_t *err)
+{
+	char kind[96];
+	vx_remote_kind(n, kind, sizeof(kind));
+	if (na_state_load(vx.ag->state, kind, load_remote, n, err) < 0)
+		return -1;
+	return migrate_remotes(n, err);
 }
 
 static int load_net(const char *name, json_t *o, void *ud, na_err_t *err)

@@ -16,6 +16,7 @@ struct rjob {
 	int keep_extra; /* learned set not known yet: remove nothing */
 	unsigned repairs;
 	char error[256];
+	char what[256]; /* the first differences found, for the log */
 };
 
 static int w_reconcile(void *arg, na_err_t *err)
@@ -52,12 +53,28 @@ static int w_reconcile(void *arg, na_err_t *err)
 	/* Only the remote entries come from the diff; links were handled above. */
 	struct vx_k_ep_state *eps = calloc(s->nlocal + 1, sizeof(*eps));
 	json_t *d = eps ? vx_diff(s, &k, eps, &rep) : NULL;
+	size_t off = 0;
+	for (size_t i = 0; i < json_array_size(d) && off < sizeof(j->what) - 1; i++) {
+		json_t *x = json_array_get(d, i);
+		int w = snprintf(j->what + off, sizeof(j->what) - off, "%s%s %s %s", i ? "; " : "",
+				 json_string_value(json_object_get(x, "kind")),
+				 json_string_value(json_object_get(x, "object")),
+				 json_string_value(json_object_get(x, "problem")));
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
 	json_decref(d);
 	free(eps);
 	vx_k_state_free(&k);
 	int rc = 0;
 	if (j->keep_extra)
 		rep.ndel = 0;
+	for (size_t i = 0; i < rep.ndel_links; i++) {
+		na_err_t e = NA_ERR_INIT;
+		if (vx_k_link_delete(s->netns, rep.del_links[i], &e) > 0)
+			j->repairs++;
+	}
 	if (rep.ndel && vx_k_remote_del_many(s->netns, rep.del, rep.ndel, err) < 0)
 		rc = -1;
 	if (rc == 0 && rep.nset && vx_k_remote_set_many(s->netns, rep.set, rep.nset, err) < 0)
@@ -94,7 +111,8 @@ static void reconciled(void *arg, int rc, const na_err_t *err)
 		if (j->repairs) {
 			n->repairs += j->repairs;
 			vx.repairs += j->repairs;
-			na_info("network repaired", "network=%s repairs=%u", n->name, j->repairs);
+			na_info("network repaired", "network=%s repairs=%u what=\"%s\"", n->name,
+				j->repairs, j->what[0] ? j->what : "links or endpoints");
 			json_t *o = json_pack("{s:I}", "repairs", (json_int_t)j->repairs);
 			na_events_publish("network", "repaired", n->name, o);
 			json_decref(o);

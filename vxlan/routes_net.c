@@ -13,7 +13,9 @@ static const na_field_t net_fields[] = {
 
 int vx_err_queue(na_err_t *err, const vx_net_t *n)
 {
-	return na_err_set(err, 503, "busy", NULL, "cannot queue work for network %s", n->name);
+	return na_err_set(err, 503, "unavailable", NULL,
+			  "cannot queue work for network %s (shutting down or out of memory)",
+			  n->name);
 }
 
 vx_net_t *vx_req_net(na_req_t *req)
@@ -32,14 +34,42 @@ vx_net_t *vx_req_net(na_req_t *req)
 	return n;
 }
 
+struct after {
+	void (*fn)(void *ud);
+	void *ud;
+};
+
+static void after_done(void *ud, int rc, const na_err_t *err)
+{
+	(void)rc, (void)err;
+	struct after *a = ud;
+	a->fn(a->ud);
+	free(a);
+}
+
+int vx_after_idle(vx_net_t *n, void (*fn)(void *ud), void *ud)
+{
+	if (!n->busy)
+		return 0;
+	struct after *a = malloc(sizeof(*a));
+	if (!a)
+		return -1;
+	a->fn = fn;
+	a->ud = ud;
+	if (vx_job_barrier(n, after_done, a) < 0) {
+		free(a);
+		return -1;
+	}
+	return 1;
+}
+
 struct rerun {
 	na_req_t *req;
 	na_handler_fn fn;
 };
 
-static void rerun_done(void *ud, int rc, const na_err_t *err)
+static void rerun(void *ud)
 {
-	(void)rc, (void)err;
 	struct rerun *r = ud;
 	r->fn(r->req, NULL);
 	free(r);
@@ -50,15 +80,16 @@ int vx_wait_idle(vx_net_t *n, na_req_t *req, na_handler_fn fn)
 	if (!n->busy)
 		return 0;
 	struct rerun *r = malloc(sizeof(*r));
-	if (!r || vx_job_barrier(n, rerun_done, r) < 0) {
+	if (r) {
+		r->req = req;
+		r->fn = fn;
+	}
+	if (!r || vx_after_idle(n, rerun, r) < 0) {
 		free(r);
 		na_err_t err = NA_ERR_INIT;
-		na_err_set(&err, 503, "busy", NULL, "network %s is busy, retry", n->name);
+		vx_err_queue(&err, n);
 		na_reply_err(req, &err);
-		return 1;
 	}
-	r->req = req;
-	r->fn = fn;
 	return 1;
 }
 

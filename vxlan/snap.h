@@ -13,6 +13,7 @@ struct vx_snap_ep {
 	uint32_t ip;
 	int plen;
 	uint8_t mac[6];
+	na_ns_id_t nsid;
 };
 
 struct vx_snap {
@@ -26,10 +27,20 @@ struct vx_snap {
 	struct vx_k_remote *remote;
 	char (*remote_name)[64];
 	size_t nremote;
+	/* Changes in flight (pending or being deleted): reconcile programs
+	 * none of them and removes nothing the kernel has for them. */
+	char (*keep_local)[64]; /* endpoint names */
+	size_t nkeep_local;
+	struct vx_k_remote *keep_remote; /* their ip and mac */
+	size_t nkeep_remote;
 };
 
-/* Copies n (local endpoints and every remote, pushed or learned). */
+/* Copies n's committed endpoints (local ones and every remote, pushed or
+ * learned) and what is in flight (the keep lists). */
 struct vx_snap *vx_snap_take(const vx_net_t *n);
+/* The network alone (namespace, vni, mtu, underlay), no endpoint: what a
+ * job about one endpoint needs, O(1) whatever the network's size. */
+struct vx_snap *vx_snap_take_net(const vx_net_t *n);
 void vx_snap_free(struct vx_snap *s);
 /* The kernel layer's view of the snapshot. */
 void vx_snap_knet(const struct vx_snap *s, struct vx_k_net *kn);

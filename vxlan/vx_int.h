@@ -7,11 +7,13 @@
 
 #include "netagent/agent.h"
 #include "netagent/api.h"
+#include "netagent/nl.h"
 #include "vxlan/ipam.h"
 
 enum vx_src { VX_LOCAL, VX_PUSHED, VX_LEARNED };
 
 typedef struct vx_ep {
+	/* ---- the value: what a PUT sets (vx_ep_set copies up to `deleting`) */
 	char name[64];
 	enum vx_src src;
 	uint32_t ip; /* host byte order */
@@ -19,13 +21,31 @@ typedef struct vx_ep {
 	uint8_t mac[6];
 	char ifname[16];
 	char netns[256]; /* local: target namespace path */
+	na_ns_id_t nsid; /* local: that namespace, pinned when it was validated */
 	uint32_t vtep;	 /* remote: its host's VTEP; local: ours */
 	char host[64];	 /* learned: the publishing agent */
+	/* ---- state */
 	/* A delete job is queued: snapshots leave it out, or a reconcile
 	 * queued behind the delete would plug it back in. */
 	int deleting;
-	struct vx_ep *next;
+	/* A change is queued and not acknowledged yet (claim, kernel work,
+	 * state file): reconcile neither programs it nor removes what the
+	 * kernel has for it. Committed state only reaches the kernel by
+	 * reconcile and the state files. */
+	int pending;
+	/* ---- model links (model.c) */
+	struct vx_ep *next, *prev;	     /* n->eps, in insertion order */
+	struct vx_ep *h_name, *h_ip, *h_mac; /* hash chains */
 } vx_ep_t;
+
+/* Hash index of a network's endpoints (model.c): O(1) lookups by name, IP
+ * and MAC at any size, so a PUT or a watch event costs the same with 5 or
+ * 5,000 endpoints. */
+typedef struct vx_index {
+	vx_ep_t **name, **ip, **mac;
+	size_t nb; /* buckets of each, a power of two */
+	size_t n;
+} vx_index_t;
 
 typedef struct vx_net {
 	char name[64];
@@ -34,7 +54,9 @@ typedef struct vx_net {
 	int mtu, mtu_set; /* mtu_set: given by the user, else underlay − 50 */
 	char netns[400];
 	vx_ipam_t *ipam;
-	vx_ep_t *eps;
+	vx_ep_t *eps, *eps_tail;
+	vx_index_t idx;
+	na_ns_id_t nsid; /* its namespace, once a job has seen it */
 	unsigned nlocal, npushed, nlearned;
 	int ready;   /* kernel objects exist (create job succeeded once) */
 	int busy;    /* a create/delete job is queued: requests wait for it */
@@ -49,10 +71,12 @@ typedef struct vx {
 	vx_net_t *nets;
 	unsigned nnets;
 	unsigned long long repairs, reconciles;
-	int reconciling; /* jobs of the current round still out */
+	int reconciling;       /* jobs of the current round still out */
 	na_done_fn round_done; /* the core's completion of the round */
 	void *round_ud;
 	char netns_dir[200];
+	/* Never endpoint targets: the agent's own namespace, the host's. */
+	na_ns_id_t self_nsid, init_nsid;
 } vx_t;
 
 extern vx_t vx;
@@ -66,26 +90,41 @@ vx_ep_t *vx_ep_find_mac(vx_net_t *n, const uint8_t mac[6]);
 vx_net_t *vx_net_new(const char *name, uint32_t vni, uint32_t subnet, int plen, int mtu,
 		     na_err_t *err);
 void vx_net_unlink_free(vx_net_t *n);
+/* Adds a copy of tmpl's value; NULL on ENOMEM. */
 vx_ep_t *vx_ep_add(vx_net_t *n, const vx_ep_t *tmpl);
+/* Replaces ep's value (name, addresses, …) with val's, keeping its state
+ * and place; the indexes follow. */
+void vx_ep_set(vx_net_t *n, vx_ep_t *ep, const vx_ep_t *val);
+/* Unlinks, releases its address in the IPAM and frees. */
 void vx_ep_remove(vx_net_t *n, vx_ep_t *ep);
 void vx_mac_from_ip(uint32_t ip, uint8_t mac[6]);
 json_t *vx_net_json(const vx_net_t *n);
 json_t *vx_ep_json(const vx_net_t *n, const vx_ep_t *ep);
 json_t *vx_net_state_json(const vx_net_t *n);
 json_t *vx_ep_state_json(const vx_ep_t *ep);
-json_t *vx_remotes_state_json(const vx_net_t *n);
+json_t *vx_remote_state_json(const vx_ep_t *ep);
 int vx_load_state(na_err_t *err);
-/* "endpoints/<net>" kind for state files. */
+/* State kinds: "endpoints/<net>" (local), "remotes/<net>" (pushed), one
+ * file per endpoint so that one change writes one file. */
 void vx_ep_kind(const vx_net_t *n, char *buf, size_t len);
+void vx_remote_kind(const vx_net_t *n, char *buf, size_t len);
 
-/* routes_net.c / routes_ep.c */
+/* routes_net.c / routes_ep.c / remotes.c */
 int vx_routes_init(na_api_t *api, na_err_t *err);
 int vx_routes_ep_init(na_api_t *api, na_err_t *err);
+int vx_routes_remote_init(na_api_t *api, na_err_t *err);
 /* Looks up the {net} parameter; replies 404 and returns NULL when absent. */
 vx_net_t *vx_req_net(na_req_t *req);
-/* When n has a job in flight, re-runs fn(req) once it is done and returns 1. */
+/* The {name} endpoint of n (want_local: 1 local, 0 pushed, -1 any); replies
+ * 404 and returns NULL when absent. */
+vx_ep_t *vx_req_ep(na_req_t *req, vx_net_t *n, int want_local);
+/* When n has a create/delete job in flight, runs fn(ud) once it is done and
+ * returns 1 (fn gets ud even if the barrier cannot be queued: it re-checks). */
+int vx_after_idle(vx_net_t *n, void (*fn)(void *ud), void *ud);
+/* The same for a request: re-runs the handler fn(req) afterwards. */
 int vx_wait_idle(vx_net_t *n, na_req_t *req, na_handler_fn fn);
-/* 503 "busy": a job for n could not be queued (out of memory, shutting down). */
+/* 503 "unavailable": a job for n could not be queued (out of memory,
+ * shutting down). 409 "busy" is a conflicting change in flight. */
 int vx_err_queue(na_err_t *err, const vx_net_t *n);
 
 /* jobs.c: kernel work on nsworker threads, keyed by network name. */
@@ -95,10 +134,15 @@ int vx_job_net_delete(vx_net_t *n, vx_done_fn done, void *ud);
 int vx_job_ep_apply(vx_net_t *n, const vx_ep_t *ep, const vx_ep_t *old, json_t *persist,
 		    vx_done_fn done, void *ud);
 int vx_job_ep_delete(vx_net_t *n, const vx_ep_t *ep, vx_done_fn done, void *ud);
-/* Programs (or removes, when del) remote entries and rewrites the remotes
- * state file when persist is non-NULL. */
-int vx_job_remotes(vx_net_t *n, const vx_ep_t *const *eps, size_t neps, int del, json_t *persist,
+/* Programs (or removes, when del) remote entries; with persist, writes (or
+ * deletes) each one's state file after the kernel took it. */
+int vx_job_remotes(vx_net_t *n, const vx_ep_t *const *eps, size_t neps, int del, int persist,
 		   vx_done_fn done, void *ud);
+/* Opens a client-given namespace path off the loop (O_PATH|O_NOFOLLOW,
+ * nsfs, type net) and hands back its identity; 422 field "netns" when it is
+ * not a network namespace file. */
+typedef void (*vx_probe_fn)(void *ud, int rc, const na_err_t *err, const na_ns_id_t *id);
+int vx_job_probe_netns(vx_net_t *n, const char *path, vx_probe_fn done, void *ud);
 /* Runs after every job queued so far for the network. */
 int vx_job_barrier(vx_net_t *n, vx_done_fn done, void *ud);
 int vx_job_inspect(vx_net_t *n, na_req_t *req);

@@ -1,6 +1,7 @@
 /* The vxlan module: registration with the core. */
 #include "vxlan/vxlan.h"
 #include "netagent/metrics.h"
+#include "netagent/nl.h"
 #include "netagent/util.h"
 #include "vxlan/vx_int.h"
 
@@ -37,9 +38,19 @@ static int init(na_agent_t *ag, na_err_t *err)
 {
 	vx.ag = ag;
 	snprintf(vx.netns_dir, sizeof(vx.netns_dir), "%s/netns", ag->cfg.run_dir);
+	if (na_netns_self_ids(&vx.self_nsid, &vx.init_nsid, err) < 0)
+		return -1;
 	if (vx_load_state(err) < 0 || vx_routes_init(ag->api, err) < 0 ||
 	    vx_etcd_start(ag, err) < 0)
 		return -1;
+	/* Our networks' namespaces are never endpoint targets: know them from
+	 * the start (startup, before the API serves; our own mounts). */
+	for (vx_net_t *n = vx.nets; n; n = n->next) {
+		na_err_t e = NA_ERR_INIT;
+		int fd = na_netns_open(n->netns, &n->nsid, &e);
+		if (fd >= 0)
+			close(fd);
+	}
 	na_metrics_add_collector(collect, NULL);
 	return 0;
 }

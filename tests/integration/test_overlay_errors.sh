@@ -144,6 +144,36 @@ for p in run/netns/${NA_P}c2 /run/netns/../x "/run/netns/../netns/${NA_P}c2" "/r
 	"/run/netns/${NA_P}nope" ''; do
 	ep "netns '$p'" "{\"netns\":\"$p\"}" 422 invalid_field netns
 done
+# Hostile targets. A FIFO opened for real blocks until a writer comes (it used to hang the whole
+# daemon); a device's open has side effects; a symlink or /proc/PID/ns/net leads wherever it
+# points. The agent's own namespace, the host's and the networks' own namespaces are refused
+# by identity, so a bind mount of them under an innocent name is refused too.
+mkfifo "$NA_TMP/fifo"
+ln -s "$C2" "$NA_TMP/link-to-c2"
+APID=$(agent_pid a1)
+for f in own init base other; do : >"$NA_TMP/ns-$f"; done
+# PID 1's namespace is the host's root one; a sandbox may hide PID 1 (then the agent cannot
+# see it either, and what stands for it here is the test's own namespace).
+INIT_NS=/proc/1/ns/net
+readlink "$INIT_NS" >/dev/null 2>&1 || INIT_NS=/proc/$$/ns/net
+mount --bind "/proc/$APID/ns/net" "$NA_TMP/ns-own" &&
+	mount --bind "$NET_NS" "$NA_TMP/ns-base" &&
+	mount --bind "$(agent_dir a1)/run/netns/$(agent_name a1)-other" "$NA_TMP/ns-other" ||
+	bail "bind mounts of namespaces failed"
+t0=$(now_ms)
+ep "netns a FIFO" "{\"netns\":\"$NA_TMP/fifo\"}" 422 invalid_field netns
+t1=$(now_ms)
+check "the FIFO was refused without blocking ($((t1 - t0)) ms)" test $((t1 - t0)) -lt 2000
+api a1 GET /v1/health
+is "health still answers after the FIFO" "$HTTP_CODE" 200
+bad_ns=(/dev/null /dev/zero "$NA_TMP/link-to-c2" "/proc/$APID/ns/net" /proc/1/ns/net /proc/self/ns/net
+	"$NA_TMP/ns-own" "$NET_NS" "$NA_TMP/ns-base" "$NA_TMP/ns-other")
+[ "$INIT_NS" = /proc/1/ns/net ] && mount --bind "$INIT_NS" "$NA_TMP/ns-init" && bad_ns+=("$NA_TMP/ns-init")
+for p in "${bad_ns[@]}"; do
+	ep "netns '$p'" "{\"netns\":\"$p\"}" 422 invalid_field netns
+done
+umount "$NA_TMP/ns-own" "$NA_TMP/ns-base" "$NA_TMP/ns-other"
+umount "$NA_TMP/ns-init" 2>/dev/null
 ep "netns 5" '{"netns":5}' 422 invalid_field netns
 ep "netns null" '{"netns":null}' 422 invalid_field netns
 for ip in 198.18.2.5/24 198.18.1.0/24 198.18.1.255/24 198.18.1.5/25 198.18.1.5/16 198.18.1.0 198.18.1.255 abc \
