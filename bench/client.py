@@ -49,6 +49,9 @@ def ep_ip(i, e):
 
 def main():
     sock, prefix, nnets, nremote = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    # "bulk": one POST of every remote; "single": the controller's usual
+    # pattern, one PUT per remote endpoint, each acknowledged durably.
+    mode = sys.argv[5] if len(sys.argv) > 5 else "bulk"
     out = {}
     t0 = time.monotonic()
     run_parallel(sock, [("PUT", "/v1/networks/n%d" % i,
@@ -71,9 +74,13 @@ def main():
         items.append({"name": "r%d" % k, "ip": "198.19.%d.%d/16" % (a // 256, a % 256),
                       "mac": "02:84:c6:13:%02x:%02x" % (a // 256, a % 256),
                       "vtep": "192.0.2.%d" % (20 + k % 200)})
-    if nremote:
+    if nremote and mode == "bulk":
         run_parallel(sock, [("POST", "/v1/networks/n0/remote-endpoints", {"items": items},
                              (200,))], 1)
+    elif nremote:
+        run_parallel(sock, [("PUT", "/v1/networks/n0/remote-endpoints/" + it["name"],
+                             {k: v for k, v in it.items() if k != "name"}, (201,))
+                            for it in items])
     out["remotes"] = time.monotonic() - t
     t = time.monotonic()
     reqs = [("DELETE", "/v1/networks/n%d?force=true" % i, None, (204,)) for i in range(nnets)]

@@ -59,6 +59,8 @@ static void usage(FILE *out)
 	    "  --listen ADDR:PORT     controller API over mutual TLS\n"
 	    "  --tls-cert F --tls-key F --tls-ca F\n"
 	    "  --etcd URL[,URL...]    coordinate through etcd v3\n"
+	    "  --etcd-cert F --etcd-key F --etcd-ca F\n"
+	    "                         client certificate, key and CA (PEM) for https:// etcd\n"
 	    "  --log-level LEVEL      debug|info|warn|error (default info)\n"
 	    "  --max-conns N          concurrent connection cap (default 512)\n"
 	    "  --header-timeout-ms N  a request must arrive within N ms (default 10000)\n"
@@ -101,6 +103,9 @@ static int parse_args(int argc, char **argv, na_config_t *c, na_err_t *err)
 	    {"tls-key", 1, 0, 'K'},
 	    {"tls-ca", 1, 0, 'A'},
 	    {"etcd", 1, 0, 'e'},
+	    {"etcd-cert", 1, 0, 'c'},
+	    {"etcd-key", 1, 0, 'k'},
+	    {"etcd-ca", 1, 0, 'a'},
 	    {"log-level", 1, 0, 'L'},
 	    {"max-conns", 1, 0, 'm'},
 	    {"header-timeout-ms", 1, 0, 'H'},
@@ -115,6 +120,7 @@ static int parse_args(int argc, char **argv, na_config_t *c, na_err_t *err)
 	slot['r'] = &c->run_dir, slot['S'] = &c->socket, slot['l'] = &c->listen;
 	slot['C'] = &c->tls_cert, slot['K'] = &c->tls_key, slot['A'] = &c->tls_ca;
 	slot['e'] = &c->etcd, slot['L'] = &c->log_level;
+	slot['c'] = &c->etcd_cert, slot['k'] = &c->etcd_key, slot['a'] = &c->etcd_ca;
 	const char *ints[128] = {0};
 
 	/* Environment first, flags override. */
@@ -341,6 +347,19 @@ static int start(int argc, char **argv, na_err_t *err)
 	}
 	if (na_state_open(c->state_dir, &d.ag.state, err) < 0)
 		return -1;
+	/* The shared etcd session, before the modules that use it: it only
+	 * parses and reads its TLS files here, contacting nobody. */
+	if (c->etcd) {
+		na_etcd_config_t ec = {.endpoints = c->etcd,
+				       .ca = c->etcd_ca,
+				       .cert = c->etcd_cert,
+				       .key = c->etcd_key};
+		if (na_etcd_open(d.ag.loop, &ec, &d.ag.etcd, err) < 0) {
+			if (err->status == 422)
+				err->status = 2; /* a bad flag: usage error */
+			return -1;
+		}
+	}
 	d.ag.api = na_api_new();
 	if (!d.ag.api)
 		return na_err_errno(err, ENOMEM, "api");
@@ -403,7 +422,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	uv_run(d.ag.loop, UV_RUN_DEFAULT);
-	/* Workers first: finished and cancelled jobs call back into the
+	/* etcd first: calls still pending complete with "cancelled" into the
+	 * modules while they exist (watches and lease keepers end silently);
+	 * the session's memory goes in the last uv_run below. */
+	na_etcd_close(d.ag.etcd);
+	/* Workers next: finished and cancelled jobs call back into the
 	 * modules, whose state must still be there. */
 	na_nsworker_fini();
 	for (size_t i = nmods(); i-- > 0;)

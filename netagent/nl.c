@@ -108,6 +108,35 @@ int na_nl_open_in(int nsfd, na_nl_t **out, na_err_t *err)
 	return na_netns_run_fd(nsfd, open_fn, out, err);
 }
 
+struct monitor_args {
+	unsigned groups;
+	struct mnl_socket **out;
+};
+
+static int monitor_fn(void *arg, na_err_t *err)
+{
+	struct monitor_args *m = arg;
+	struct mnl_socket *s = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (!s)
+		return na_err_errno(err, errno, "open netlink monitor");
+	if (mnl_socket_bind(s, m->groups, MNL_SOCKET_AUTOPID) < 0) {
+		int e = errno;
+		mnl_socket_close(s);
+		return na_err_errno(err, e, "bind netlink monitor");
+	}
+	/* Bursts (5,000 FDB entries programmed at once) must not overflow it;
+	 * an overflow (ENOBUFS) only means "something changed" anyway. */
+	setbuf_opt(mnl_socket_get_fd(s), SO_RCVBUFFORCE, SO_RCVBUF, 1024 * 1024);
+	*m->out = s;
+	return 0;
+}
+
+int na_nl_monitor_open(int nsfd, unsigned groups, struct mnl_socket **out, na_err_t *err)
+{
+	struct monitor_args m = {groups, out};
+	return na_netns_run_fd(nsfd, monitor_fn, &m, err);
+}
+
 void na_nl_close(na_nl_t *nl)
 {
 	if (!nl)

@@ -28,6 +28,10 @@ typedef struct na_nl na_nl_t;
 int na_nl_open(na_nl_t **out, na_err_t *err);
 int na_nl_open_in(int nsfd, na_nl_t **out, na_err_t *err);
 void na_nl_close(na_nl_t *nl);
+/* A non-blocking socket of nsfd's namespace subscribed to its rtnetlink
+ * notifications (groups: RTMGRP_* bitmask), for drift detection without
+ * polling. A socket holds its namespace: close it when done watching. */
+int na_nl_monitor_open(int nsfd, unsigned groups, struct mnl_socket **out, na_err_t *err);
 static inline void na_nl_closep(na_nl_t **nl)
 {
 	if (*nl)

@@ -17,8 +17,11 @@
 
 struct keyq;
 
+struct pool;
+
 struct job {
 	struct job *next;
+	struct pool *pool;
 	struct keyq *kq;
 	char *netns;
 	na_ns_fn fn;
@@ -40,7 +43,9 @@ struct fifo {
 	struct job *head, *tail;
 };
 
-static struct {
+struct pool {
+	const char *name;
+	unsigned max_jobs; /* queued + running; 0: unbounded */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t *threads;
@@ -51,7 +56,20 @@ static struct {
 	int inited;
 	unsigned pending;
 	uv_async_t async;
-} W = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+};
+
+/* Two lanes: writes and reconcile on one, long diagnostics (`net check`
+ * pings every endpoint, seconds each) on their own few threads with a
+ * bound, so that checks can never freeze the writes. */
+static struct pool lanes[NA_LANES] = {
+    [NA_LANE_DEFAULT] = {.name = "ns",
+			 .mu = PTHREAD_MUTEX_INITIALIZER,
+			 .cv = PTHREAD_COND_INITIALIZER},
+    [NA_LANE_DIAG] = {.name = "diag",
+		      .max_jobs = NA_DIAG_MAX_JOBS,
+		      .mu = PTHREAD_MUTEX_INITIALIZER,
+		      .cv = PTHREAD_COND_INITIALIZER},
+};
 
 static void fifo_push(struct fifo *f, struct job *j)
 {
@@ -91,29 +109,31 @@ static void job_free(struct job *j)
 
 static void deliver(struct job *j)
 {
+	struct pool *P = j->pool;
 	if (j->done)
 		j->done(j->arg, j->rc, &j->err);
 	job_free(j);
-	__atomic_sub_fetch(&W.pending, 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&P->pending, 1, __ATOMIC_RELAXED);
 }
 
 static void on_async(uv_async_t *h)
 {
+	struct pool *P = h->data;
 	struct fifo done;
 
-	(void)h;
-	pthread_mutex_lock(&W.mu);
-	done = W.done;
-	W.done.head = W.done.tail = NULL;
-	pthread_mutex_unlock(&W.mu);
+	pthread_mutex_lock(&P->mu);
+	done = P->done;
+	P->done.head = P->done.tail = NULL;
+	pthread_mutex_unlock(&P->mu);
 	for (struct job *j = fifo_pop(&done); j; j = fifo_pop(&done))
 		deliver(j);
 }
 
-/* Called with W.mu held after j finished: the next job of its key, if any,
+/* Called with P->mu held after j finished: the next job of its key, if any,
  * becomes runnable; otherwise the key is forgotten. */
 static void key_release(struct job *j)
 {
+	struct pool *P = j->pool;
 	struct keyq *kq = j->kq, **pp;
 	struct job *next;
 
@@ -124,11 +144,11 @@ static void key_release(struct job *j)
 		kq->wait_head = next->next;
 		if (!kq->wait_head)
 			kq->wait_tail = NULL;
-		fifo_push(&W.run, next);
-		pthread_cond_signal(&W.cv);
+		fifo_push(&P->run, next);
+		pthread_cond_signal(&P->cv);
 		return;
 	}
-	for (pp = &W.buckets[kq->hash % NBUCKETS]; *pp != kq; pp = &(*pp)->next)
+	for (pp = &P->buckets[kq->hash % NBUCKETS]; *pp != kq; pp = &(*pp)->next)
 		;
 	*pp = kq->next;
 	free(kq);
@@ -147,63 +167,75 @@ static void run_job(struct job *j)
 
 static void *worker_main(void *p)
 {
-	(void)p;
-	pthread_mutex_lock(&W.mu);
+	struct pool *P = p;
+	pthread_mutex_lock(&P->mu);
 	for (;;) {
-		while (!W.stop && !W.run.head)
-			pthread_cond_wait(&W.cv, &W.mu);
-		if (W.stop)
+		while (!P->stop && !P->run.head)
+			pthread_cond_wait(&P->cv, &P->mu);
+		if (P->stop)
 			break;
-		struct job *j = fifo_pop(&W.run);
-		pthread_mutex_unlock(&W.mu);
+		struct job *j = fifo_pop(&P->run);
+		pthread_mutex_unlock(&P->mu);
 		run_job(j);
-		pthread_mutex_lock(&W.mu);
+		pthread_mutex_lock(&P->mu);
 		key_release(j);
 		j->kq = NULL;
-		fifo_push(&W.done, j);
+		fifo_push(&P->done, j);
 		/* Sent under the lock so fini cannot close the handle between
 		 * the push and the send. */
-		uv_async_send(&W.async);
+		uv_async_send(&P->async);
 	}
-	pthread_mutex_unlock(&W.mu);
+	pthread_mutex_unlock(&P->mu);
 	return NULL;
 }
 
-int na_nsworker_init(uv_loop_t *loop, int nthreads, na_err_t *err)
+static void pool_fini(struct pool *P);
+
+static int pool_start(struct pool *P, uv_loop_t *loop, int nthreads, na_err_t *err)
 {
 	sigset_t all, old;
 	int rc;
 
-	if (W.inited)
+	if (P->inited)
 		return na_err_set(err, 500, "internal_error", NULL, "nsworker already started");
-	if (nthreads <= 0)
-		nthreads = 4;
-	rc = uv_async_init(loop, &W.async, on_async);
+	rc = uv_async_init(loop, &P->async, on_async);
 	if (rc < 0)
 		return na_err_set(err, 500, "system_error", NULL, "uv_async_init: %s",
 				  uv_strerror(rc));
-	W.threads = calloc((size_t)nthreads, sizeof(*W.threads));
-	if (!W.threads) {
-		uv_close((uv_handle_t *)&W.async, NULL);
+	P->async.data = P;
+	P->threads = calloc((size_t)nthreads, sizeof(*P->threads));
+	if (!P->threads) {
+		uv_close((uv_handle_t *)&P->async, NULL);
 		return na_err_errno(err, ENOMEM, "nsworker");
 	}
-	W.stop = 0;
-	W.inited = 1;
+	P->stop = 0;
+	P->inited = 1;
 	/* Signals belong to the loop thread (libuv's signal handling). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (W.nthreads = 0; W.nthreads < nthreads; W.nthreads++) {
-		rc = pthread_create(&W.threads[W.nthreads], NULL, worker_main, NULL);
+	for (P->nthreads = 0; P->nthreads < nthreads; P->nthreads++) {
+		rc = pthread_create(&P->threads[P->nthreads], NULL, worker_main, P);
 		if (rc != 0)
 			break;
 		char name[16];
-		snprintf(name, sizeof(name), "na-ns%d", W.nthreads);
-		pthread_setname_np(W.threads[W.nthreads], name);
+		snprintf(name, sizeof(name), "na-%s%d", P->name, P->nthreads);
+		pthread_setname_np(P->threads[P->nthreads], name);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
-		na_nsworker_fini();
+		pool_fini(P);
 		return na_err_errno(err, rc, "start namespace worker threads");
+	}
+	return 0;
+}
+
+int na_nsworker_init(uv_loop_t *loop, int nthreads, na_err_t *err)
+{
+	if (pool_start(&lanes[NA_LANE_DEFAULT], loop, nthreads > 0 ? nthreads : 4, err) < 0)
+		return -1;
+	if (pool_start(&lanes[NA_LANE_DIAG], loop, NA_DIAG_THREADS, err) < 0) {
+		pool_fini(&lanes[NA_LANE_DEFAULT]);
+		return -1;
 	}
 	return 0;
 }
@@ -215,30 +247,30 @@ static void cancel(struct job *j)
 	deliver(j);
 }
 
-void na_nsworker_fini(void)
+static void pool_fini(struct pool *P)
 {
 	struct job *j;
 
-	if (!W.inited)
+	if (!P->inited)
 		return;
-	pthread_mutex_lock(&W.mu);
-	W.stop = 1;
-	pthread_cond_broadcast(&W.cv);
-	pthread_mutex_unlock(&W.mu);
-	for (int i = 0; i < W.nthreads; i++)
-		pthread_join(W.threads[i], NULL);
-	free(W.threads);
-	W.threads = NULL;
-	W.nthreads = 0;
+	pthread_mutex_lock(&P->mu);
+	P->stop = 1;
+	pthread_cond_broadcast(&P->cv);
+	pthread_mutex_unlock(&P->mu);
+	for (int i = 0; i < P->nthreads; i++)
+		pthread_join(P->threads[i], NULL);
+	free(P->threads);
+	P->threads = NULL;
+	P->nthreads = 0;
 	/* Finished jobs are delivered, queued ones cancelled: every submitted
 	 * job gets exactly one done callback. */
-	on_async(&W.async);
-	while ((j = fifo_pop(&W.run)))
+	on_async(&P->async);
+	while ((j = fifo_pop(&P->run)))
 		cancel(j);
 	for (int b = 0; b < NBUCKETS; b++) {
-		while (W.buckets[b]) {
-			struct keyq *kq = W.buckets[b];
-			W.buckets[b] = kq->next;
+		while (P->buckets[b]) {
+			struct keyq *kq = P->buckets[b];
+			P->buckets[b] = kq->next;
 			while ((j = kq->wait_head)) {
 				kq->wait_head = j->next;
 				cancel(j);
@@ -246,17 +278,28 @@ void na_nsworker_fini(void)
 			free(kq);
 		}
 	}
-	uv_close((uv_handle_t *)&W.async, NULL);
-	W.inited = 0;
+	uv_close((uv_handle_t *)&P->async, NULL);
+	P->inited = 0;
 }
 
-int na_ns_submit(const char *key, const char *netns_path, na_ns_fn fn, na_ns_done_fn done,
-		 void *arg)
+void na_nsworker_fini(void)
 {
+	for (int i = NA_LANES; i-- > 0;)
+		pool_fini(&lanes[i]);
+}
+
+int na_ns_submit_lane(enum na_ns_lane lane, const char *key, const char *netns_path, na_ns_fn fn,
+		      na_ns_done_fn done, void *arg)
+{
+	struct pool *P = lane >= 0 && lane < NA_LANES ? &lanes[lane] : NULL;
 	struct job *j;
 
-	if (!W.inited || !fn) {
+	if (!P || !P->inited || !fn) {
 		errno = EINVAL;
+		return -1;
+	}
+	if (P->max_jobs && __atomic_load_n(&P->pending, __ATOMIC_RELAXED) >= P->max_jobs) {
+		errno = EBUSY;
 		return -1;
 	}
 	j = calloc(1, sizeof(*j));
@@ -265,15 +308,16 @@ int na_ns_submit(const char *key, const char *netns_path, na_ns_fn fn, na_ns_don
 		errno = ENOMEM;
 		return -1;
 	}
+	j->pool = P;
 	j->fn = fn;
 	j->done = done;
 	j->arg = arg;
-	__atomic_add_fetch(&W.pending, 1, __ATOMIC_RELAXED);
-	pthread_mutex_lock(&W.mu);
+	__atomic_add_fetch(&P->pending, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&P->mu);
 	if (key) {
 		unsigned h = hash_key(key);
 		struct keyq *kq;
-		for (kq = W.buckets[h % NBUCKETS]; kq; kq = kq->next)
+		for (kq = P->buckets[h % NBUCKETS]; kq; kq = kq->next)
 			if (kq->hash == h && strcmp(kq->key, key) == 0)
 				break;
 		if (kq) {
@@ -284,27 +328,27 @@ int na_ns_submit(const char *key, const char *netns_path, na_ns_fn fn, na_ns_don
 			else
 				kq->wait_head = j;
 			kq->wait_tail = j;
-			pthread_mutex_unlock(&W.mu);
+			pthread_mutex_unlock(&P->mu);
 			return 0;
 		}
 		size_t n = strlen(key) + 1;
 		kq = calloc(1, sizeof(*kq) + n);
 		if (!kq) {
-			pthread_mutex_unlock(&W.mu);
-			__atomic_sub_fetch(&W.pending, 1, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&P->mu);
+			__atomic_sub_fetch(&P->pending, 1, __ATOMIC_RELAXED);
 			job_free(j);
 			errno = ENOMEM;
 			return -1;
 		}
 		memcpy(kq->key, key, n);
 		kq->hash = h;
-		kq->next = W.buckets[h % NBUCKETS];
-		W.buckets[h % NBUCKETS] = kq;
+		kq->next = P->buckets[h % NBUCKETS];
+		P->buckets[h % NBUCKETS] = kq;
 		j->kq = kq;
 	}
-	fifo_push(&W.run, j);
-	pthread_cond_signal(&W.cv);
-	pthread_mutex_unlock(&W.mu);
+	fifo_push(&P->run, j);
+	pthread_cond_signal(&P->cv);
+	pthread_mutex_unlock(&P->mu);
 	return 0;
 }
 
@@ -324,7 +368,16 @@ int na_ns_run(const char *netns_path, na_ns_fn fn, void *arg, na_err_t *err)
 	return rc;
 }
 
+int na_ns_submit(const char *key, const char *netns_path, na_ns_fn fn, na_ns_done_fn done,
+		 void *arg)
+{
+	return na_ns_submit_lane(NA_LANE_DEFAULT, key, netns_path, fn, done, arg);
+}
+
 unsigned na_nsworker_pending(void)
 {
-	return __atomic_load_n(&W.pending, __ATOMIC_RELAXED);
+	unsigned n = 0;
+	for (int i = 0; i < NA_LANES; i++)
+		n += __atomic_load_n(&lanes[i].pending, __ATOMIC_RELAXED);
+	return n;
 }

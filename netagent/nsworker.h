@@ -17,10 +17,20 @@ typedef int (*na_ns_fn)(void *arg, na_err_t *err);
 /* Runs on the loop thread afterwards with the job's result. */
 typedef void (*na_ns_done_fn)(void *arg, int rc, const na_err_t *err);
 
+/* Lanes: the default one (nthreads, unbounded) for writes and reconcile,
+ * and a diagnostics lane (NA_DIAG_THREADS, at most NA_DIAG_MAX_JOBS queued
+ * or running) so that long checks never hold up writes. */
+enum na_ns_lane { NA_LANE_DEFAULT, NA_LANE_DIAG, NA_LANES };
+#define NA_DIAG_THREADS	 2
+#define NA_DIAG_MAX_JOBS 4
+
 int na_nsworker_init(uv_loop_t *loop, int nthreads, na_err_t *err);
 void na_nsworker_fini(void);
 int na_ns_submit(const char *key, const char *netns_path, na_ns_fn fn, na_ns_done_fn done,
 		 void *arg);
+/* The same on a lane; -1 with errno EBUSY when a bounded lane is full. */
+int na_ns_submit_lane(enum na_ns_lane lane, const char *key, const char *netns_path, na_ns_fn fn,
+		      na_ns_done_fn done, void *arg);
 /* For code already on a worker thread: enters netns_path, runs fn, returns
  * to the previous namespace (the thread's namespace is restored on every
  * path). Never call it from the loop thread. */

@@ -11,6 +11,9 @@
 #   expired-client.pem .key            same CA, valid only 2020-01-01..2020-01-02
 #   other-ca.pem other-ca.key          an unrelated CA
 #   other-client.pem .key              client certificate (CN=controller) from the other CA
+#   etcd-server.pem .key               etcd member certificate (serverAuth), SAN IP:127.0.0.1,
+#                                      DNS:localhost plus $NA_PKI_ETCD_SANS ("IP:192.0.2.11,…")
+#   etcd-client.pem .key               the agent's etcd client certificate (CN=netagent, clientAuth)
 #
 # Idempotent: what already exists in DIR and still verifies is reused; anything missing,
 # invalid, about to expire, or (server) issued for other SANs is reissued.
@@ -93,7 +96,8 @@ EOF
 # CAs. A new CA invalidates everything it signed.
 if ! valid_ca ca; then
 	make_ca ca "netagent dev CA"
-	rm -f "$DIR"/server.pem "$DIR"/client.pem "$DIR"/expired-client.pem "$DIR"/server.sans
+	rm -f "$DIR"/server.pem "$DIR"/client.pem "$DIR"/expired-client.pem "$DIR"/server.sans \
+		"$DIR"/etcd-server.pem "$DIR"/etcd-client.pem "$DIR"/etcd-server.sans
 fi
 if ! valid_ca other-ca; then
 	make_ca other-ca "netagent other CA"
@@ -108,6 +112,15 @@ fi
 
 valid_leaf "$DIR/client.pem" "$DIR/ca.pem" || issue client ca controller "$WORK/client.ext"
 valid_leaf "$DIR/other-client.pem" "$DIR/other-ca.pem" || issue other-client other-ca controller "$WORK/client.ext"
+
+# etcd: a member certificate for the members' addresses, and the agent's client certificate.
+ETCD_SANS="IP:127.0.0.1,DNS:localhost${NA_PKI_ETCD_SANS:+,$NA_PKI_ETCD_SANS}"
+sed "s/^subjectAltName=.*/subjectAltName=$ETCD_SANS/" "$WORK/server.ext" >"$WORK/etcd-server.ext"
+if ! valid_leaf "$DIR/etcd-server.pem" "$DIR/ca.pem" || [ "$(cat "$DIR/etcd-server.sans" 2>/dev/null)" != "$ETCD_SANS" ]; then
+	issue etcd-server ca etcd "$WORK/etcd-server.ext"
+	echo "$ETCD_SANS" >"$DIR/etcd-server.sans"
+fi
+valid_leaf "$DIR/etcd-client.pem" "$DIR/ca.pem" || issue etcd-client ca netagent "$WORK/client.ext"
 
 # Expired client: `openssl x509 -req` (3.0) cannot back-date, `openssl ca` can (-startdate/-enddate).
 expired_ok() {
@@ -156,6 +169,8 @@ fi
 # Final self-check, so a caller never gets a half-made PKI.
 openssl verify -CAfile "$DIR/ca.pem" "$DIR/server.pem" "$DIR/client.pem" >/dev/null ||
 	die "verification of server/client certificates failed"
+openssl verify -CAfile "$DIR/ca.pem" "$DIR/etcd-server.pem" "$DIR/etcd-client.pem" >/dev/null ||
+	die "verification of the etcd certificates failed"
 openssl verify -CAfile "$DIR/other-ca.pem" "$DIR/other-client.pem" >/dev/null ||
 	die "verification of other-client failed"
 if openssl verify -CAfile "$DIR/ca.pem" "$DIR/expired-client.pem" >/dev/null 2>&1; then

@@ -14,6 +14,15 @@
 # HTTP over the socket:    api NAME METHOD PATH [CURL ARGS…]  → HTTP_CODE HTTP_BODY HTTP_HDRS HTTP_RC
 #                          http_header NAME, json_get PATH JSON
 # Misc:                    pick_port [HOST], track_pid PID, wait_for SECS CMD…, mkpki
+# etcd (real etcd-server):  start_etcd_cluster N [--tls] [-- ETCD ARGS…]  member i in host "etcd<i>"
+#                          (mkhost; clients http(s)://IP:2379, peers http://IP:2380); sets ETCD_URLS;
+#                          --tls: https + --client-cert-auth, certificates from mkpki: clients use
+#                          $PKI/ca.pem, $PKI/etcd-client.pem, $PKI/etcd-client.key
+#                          etcd_urls | etcd_url I | etcd_pid I | etcd_leader (index, 0: none)
+#                          stop_etcd_member I [-SIG] (default -9) | start_etcd_member I (rejoins)
+#                          pause_etcd_member I / resume_etcd_member I (SIGSTOP / SIGCONT)
+#                          isolate_etcd_member I / heal_etcd_member I (peer traffic dropped by nft;
+#                          clients still reach it) | stop_etcd_cluster
 #
 # Everything a test creates is named with the random prefix na${NA_T} (agents: their names)
 # and lives in $NA_TMP; the EXIT/INT/TERM trap removes it all (agents, tracked processes,
@@ -113,6 +122,30 @@ _na_our_netns() {
 	ip netns list 2>/dev/null | awk '{print $1}' | grep -E "$re"
 }
 
+# Containers of this run's agents (provision/): their monitors, the runtime containers in each
+# agent's runc root, and their cgroups (/sys/fs/cgroup/*/netagent/AGENT). Runs after the agents
+# are gone, so nothing restarts what it removes.
+_na_cleanup_containers() {
+	local p root id n
+	for p in /proc/[0-9]*; do
+		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q "netagent-monitor .*$NA_TMP/" && kill -9 "${p#/proc/}" 2>/dev/null
+	done
+	for root in "$NA_TMP"/agent-*/run/runc; do
+		[ -d "$root" ] || continue
+		for id in "$root"/*; do
+			[ -d "$id" ] && runc --root "$root" delete --force "${id##*/}" >/dev/null 2>&1
+		done
+	done
+	for n in "${!AGENT_NAMES[@]}"; do
+		for p in /sys/fs/cgroup/*/netagent/"$n" /sys/fs/cgroup/netagent/"$n"; do
+			[ -d "$p" ] || continue
+			find "$p" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+			rmdir "$p" "${p%/*}" 2>/dev/null
+		done
+	done
+	return 0
+}
+
 na_cleanup() {
 	[ $_NA_CLEANED -eq 1 ] && return 0
 	_NA_CLEANED=1
@@ -128,6 +161,7 @@ na_cleanup() {
 		sleep 0.1
 	done
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	_na_cleanup_containers
 	# Namespaces: ours only (prefix), plus namespace mounts under our temp dir.
 	for ns in $(_na_our_netns); do
 		_na_kill_netns_procs "/run/netns/$ns"
@@ -380,3 +414,127 @@ print(v if isinstance(v, str) else json.dumps(v))
 }
 # last_req: one-line description of the last api() call result, for failure details.
 last_req() { printf 'status=%s curl_rc=%s body=%s' "$HTTP_CODE" "$HTTP_RC" "$(head -c 400 <<<"$HTTP_BODY")"; }
+
+# ---------------------------------------------------------------- etcd
+# A real etcd-server cluster on the fabric, one member per host namespace, so that a test can
+# kill, freeze or cut off one member. Members run etcd's defaults (heartbeat 100 ms, election
+# 1000 ms) plus whatever follows "--".
+declare -A _ETCD_PID=() _ETCD_IP=()
+_ETCD_N=0 _ETCD_SCHEME=http _ETCD_ARGS=() _ETCD_CLUSTER=''
+
+etcd_url() { echo "$_ETCD_SCHEME://${_ETCD_IP[$1]}:2379"; }
+etcd_urls() {
+	local i out=''
+	for i in $(seq "$_ETCD_N"); do out="$out${out:+,}$(etcd_url "$i")"; done
+	echo "$out"
+}
+etcd_pid() { echo "${_ETCD_PID[$1]:-}"; }
+
+# _etcd_curl I PATH [BODY]: one gateway call from member I's own namespace.
+_etcd_curl() {
+	local tls=() body=${3:-'{}'}
+	[ "$_ETCD_SCHEME" = https ] && tls=(--cacert "$PKI/ca.pem" --cert "$PKI/etcd-client.pem" --key "$PKI/etcd-client.key")
+	in_host "etcd$1" curl -sS --max-time 2 "${tls[@]}" -X POST "$(etcd_url "$1")$2" -d "$body" 2>/dev/null
+}
+
+_etcd_run() { # I new|existing
+	local i=$1 ip=${_ETCD_IP[$1]} d="$NA_TMP/etcd$1" tls=()
+	mkdir -p "$d"
+	[ "$_ETCD_SCHEME" = https ] && tls=(--cert-file "$PKI/etcd-server.pem" --key-file "$PKI/etcd-server.key"
+		--trusted-ca-file "$PKI/ca.pem" --client-cert-auth)
+	echo "=== start $(date +%T.%N) $2" >>"$d/log"
+	in_host "etcd$i" etcd --name "m$i" --data-dir "$d/data" \
+		--listen-client-urls "$(etcd_url "$i")" --advertise-client-urls "$(etcd_url "$i")" \
+		--listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
+		--initial-cluster "$_ETCD_CLUSTER" --initial-cluster-state "$2" \
+		--initial-cluster-token "${NA_P}etcd" "${tls[@]}" "${_ETCD_ARGS[@]}" </dev/null >>"$d/log" 2>&1 &
+	_ETCD_PID[$i]=$!
+	track_pid "$!"
+}
+
+_etcd_healthy() { _etcd_curl "$1" /v3/maintenance/status | grep -q '"leader"'; }
+
+# start_etcd_member I: (re)starts member I on its data dir and waits until it has a leader.
+start_etcd_member() {
+	_etcd_run "$1" existing
+	wait_for 20 _etcd_healthy "$1" || { diag "etcd member $1 not healthy; log:"; tail -n 15 "$NA_TMP/etcd$1/log" | sed 's/^/#   /'; return 1; }
+}
+
+start_etcd_cluster() {
+	local n=$1 i
+	shift
+	stop_etcd_cluster
+	_ETCD_SCHEME=http _ETCD_ARGS=() _ETCD_CLUSTER=''
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--tls) _ETCD_SCHEME=https ;;
+		--) shift; _ETCD_ARGS=("$@"); break ;;
+		*) bail "start_etcd_cluster: unknown argument $1" ;;
+		esac
+		shift
+	done
+	command -v etcd >/dev/null || bail "etcd not found (apt-get install etcd-server)"
+	_ETCD_N=$n
+	local sans=''
+	for i in $(seq "$n"); do
+		[ -e "/run/netns/$(hostns "etcd$i")" ] || mkhost "etcd$i"
+		_ETCD_IP[$i]=$(host_ip "etcd$i")
+		_ETCD_CLUSTER="$_ETCD_CLUSTER${_ETCD_CLUSTER:+,}m$i=http://${_ETCD_IP[$i]}:2380"
+		sans="$sans${sans:+,}IP:${_ETCD_IP[$i]}"
+	done
+	if [ "$_ETCD_SCHEME" = https ]; then
+		PKI=$NA_TMP/pki
+		NA_PKI_ETCD_SANS=$sans "$NA_ROOT/scripts/pki.sh" "$PKI" >/dev/null || bail "scripts/pki.sh failed"
+	fi
+	for i in $(seq "$n"); do rm -rf "$NA_TMP/etcd$i/data"; _etcd_run "$i" new; done
+	for i in $(seq "$n"); do
+		wait_for 30 _etcd_healthy "$i" || { diag "etcd member $i not healthy; log:"; tail -n 15 "$NA_TMP/etcd$i/log" | sed 's/^/#   /'; return 1; }
+	done
+	ETCD_URLS=$(etcd_urls)
+	export ETCD_URLS
+}
+
+stop_etcd_member() {
+	local pid=${_ETCD_PID[$1]:-}
+	[ -n "$pid" ] || return 0
+	kill -CONT "$pid" 2>/dev/null
+	kill "${2:--9}" "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	unset "_ETCD_PID[$1]"
+	return 0
+}
+pause_etcd_member() { kill -STOP "${_ETCD_PID[$1]}"; }
+resume_etcd_member() { kill -CONT "${_ETCD_PID[$1]}"; }
+
+# The member keeps its client port but hears no peer: it loses its leader (and with
+# "hasleader" metadata refuses clients) while the others keep a quorum.
+isolate_etcd_member() {
+	in_host "etcd$1" nft -f - <<-EOF
+		table inet ${NA_P}iso {
+			chain in { type filter hook input priority 0; tcp dport 2380 drop; tcp sport 2380 drop; }
+			chain out { type filter hook output priority 0; tcp dport 2380 drop; tcp sport 2380 drop; }
+		}
+	EOF
+}
+heal_etcd_member() { in_host "etcd$1" nft delete table inet "${NA_P}iso" 2>/dev/null; return 0; }
+
+# etcd_leader: index of the member that leads (asked of each member), 0 if none knows.
+etcd_leader() {
+	local i j st leader id
+	for i in $(seq "$_ETCD_N"); do
+		st=$(_etcd_curl "$i" /v3/maintenance/status) || continue
+		leader=$(json_get leader "$st") || continue
+		for j in $(seq "$_ETCD_N"); do
+			id=$(json_get header.member_id "$(_etcd_curl "$j" /v3/maintenance/status)") || continue
+			[ "$id" = "$leader" ] && { echo "$j"; return 0; }
+		done
+	done
+	echo 0
+}
+
+stop_etcd_cluster() {
+	local i
+	for i in "${!_ETCD_PID[@]}"; do stop_etcd_member "$i"; heal_etcd_member "$i"; done
+	_ETCD_N=0
+	return 0
+}

@@ -15,10 +15,15 @@
 struct djob {
 	struct vx_snap *snap;
 	na_req_t *req;
-	json_t *desired; /* built on the loop thread */
-	json_t *result;	 /* built on the worker */
-	int cur;	 /* check: index of the local endpoint being probed from */
+	json_t *desired;		/* built on the loop thread */
+	json_t *result;			/* built on the worker */
+	int cur;			/* check: index of the local endpoint being probed from */
+	unsigned long long deadline_ms; /* check: its whole budget */
 };
+
+/* A check pings every endpoint from every local one: n² echoes of up to
+ * 1.2 s each. The budget bounds what one request may cost its lane. */
+#define CHECK_BUDGET_MS 10000
 
 static void djob_done(void *arg, int rc, const na_err_t *err)
 {
@@ -161,7 +166,8 @@ static int w_probe_from(void *arg, na_err_t *err)
 		if (is_local && (int)t == j->cur)
 			continue;
 		double rtt = -1;
-		for (int attempt = 0; attempt < 3 && rtt < 0; attempt++)
+		int late = na_now_ms() >= j->deadline_ms;
+		for (int attempt = 0; !late && attempt < 3 && rtt < 0; attempt++)
 			rtt = ping1(ip, id, (uint16_t)(t * 4 + (size_t)attempt), 400);
 		char a[16];
 		na_ipv4_fmt(ip, a, sizeof(a));
@@ -170,7 +176,10 @@ static int w_probe_from(void *arg, na_err_t *err)
 		if (rtt >= 0)
 			json_object_set_new(r, "rtt_ms", json_real(rtt));
 		else
-			json_object_set_new(r, "error", json_string("no echo reply within 1.2 s"));
+			json_object_set_new(r, "error",
+					    json_string(late ? "not checked: the check's time "
+							       "budget (10 s) ran out"
+							     : "no echo reply within 1.2 s"));
 		json_array_append_new(results, r);
 	}
 	return 0;
@@ -205,10 +214,21 @@ int vx_job_check(vx_net_t *n, na_req_t *req)
 	struct djob *j = djob_new(n, req);
 	if (!j)
 		return -1;
-	/* Not keyed by the network: a slow check must not hold up its writes. */
-	if (na_ns_submit(NULL, NULL, w_check, djob_done, j) < 0) {
+	j->deadline_ms = na_now_ms() + CHECK_BUDGET_MS;
+	/* Its own bounded lane, not keyed by the network: a slow check must
+	 * not hold up writes, reconcile, or the network's other requests. */
+	if (na_ns_submit_lane(NA_LANE_DIAG, NULL, NULL, w_check, djob_done, j) < 0) {
+		int busy = errno == EBUSY;
 		vx_snap_free(j->snap);
 		free(j);
+		if (busy) {
+			na_err_t err = NA_ERR_INIT;
+			na_err_set(&err, 429, "too_many_checks", NULL,
+				   "%d reachability checks are running already; retry later",
+				   NA_DIAG_MAX_JOBS);
+			na_reply_err(req, &err);
+			return 0;
+		}
 		return -1;
 	}
 	return 0;

@@ -146,9 +146,13 @@ static void job_free(struct job *j)
 static void job_done(void *arg, int rc, const na_err_t *err)
 {
 	struct job *j = arg;
-	vx_net_t *n = j->netns_id.ino && j->snap ? vx_net_find(j->snap->name) : NULL;
-	if (n)
+	vx_net_t *n = j->snap ? vx_net_find(j->snap->name) : NULL;
+	if (n && j->netns_id.ino)
 		n->nsid = j->netns_id;
+	if (n && n->own_jobs > 0) {
+		n->own_jobs--;
+		n->last_own_ms = na_now_ms();
+	}
 	j->done(j->ud, rc, err);
 	job_free(j);
 }
@@ -159,12 +163,19 @@ static int persist(struct job *j, na_err_t *err)
 		return na_state_del(j->state, j->kind, j->sname, err);
 	if (j->persist)
 		return na_state_put(j->state, j->kind, j->sname, j->persist, err);
-	for (size_t i = 0; i < j->nnames; i++) {
-		int r = j->objs ? na_state_put(j->state, j->kind, j->names[i], j->objs[i], err)
-				: na_state_del(j->state, j->kind, j->names[i], err);
-		if (r < 0)
-			return -1;
-	}
+	if (!j->nnames)
+		return 0;
+	/* A batch: one directory sync for all of them (na_state_put_many). */
+	const char **names = calloc(j->nnames, sizeof(*names));
+	if (!names)
+		return na_err_errno(err, ENOMEM, "state batch");
+	for (size_t i = 0; i < j->nnames; i++)
+		names[i] = j->names[i];
+	int r = j->objs ? na_state_put_many(j->state, j->kind, names, j->objs, j->nnames, err)
+			: na_state_del_many(j->state, j->kind, names, j->nnames, err);
+	free(names);
+	if (r < 0)
+		return -1;
 	return 0;
 }
 
@@ -191,6 +202,7 @@ static int submit(vx_net_t *n, struct job *j, na_ns_fn fn)
 		job_free(j);
 		return -1;
 	}
+	n->own_jobs++; /* its netlink notifications are ours, not drift */
 	return 0;
 }
 

@@ -178,6 +178,7 @@ void vx_net_unlink_free(vx_net_t *n)
 			break;
 		}
 	}
+	vx_watch_net_gone(n);
 	while (n->eps) {
 		vx_ep_t *e = n->eps;
 		n->eps = e->next;
@@ -217,6 +218,10 @@ vx_ep_t *vx_ep_add(vx_net_t *n, const vx_ep_t *tmpl)
 
 void vx_ep_set(vx_net_t *n, vx_ep_t *ep, const vx_ep_t *val)
 {
+	/* Watching another namespace or interface now: reopened by the next round. */
+	if (strcmp(ep->netns, val->netns) || strcmp(ep->ifname, val->ifname) ||
+	    !na_ns_id_eq(&ep->nsid, &val->nsid))
+		vx_watch_ep_gone(ep);
 	idx_unlink(&n->idx, ep);
 	(*counter(n, ep->src))--;
 	memcpy(ep, val, offsetof(vx_ep_t, deleting));
@@ -226,6 +231,7 @@ void vx_ep_set(vx_net_t *n, vx_ep_t *ep, const vx_ep_t *val)
 
 void vx_ep_remove(vx_net_t *n, vx_ep_t *ep)
 {
+	vx_watch_ep_gone(ep);
 	idx_unlink(&n->idx, ep);
 	n->idx.n--;
 	if (ep->prev)

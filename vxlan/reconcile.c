@@ -13,6 +13,7 @@
 
 struct rjob {
 	struct vx_snap *snap;
+	int in_round;
 	int keep_extra; /* learned set not known yet: remove nothing */
 	unsigned repairs;
 	char error[256];
@@ -99,6 +100,8 @@ static void reconciled(void *arg, int rc, const na_err_t *err)
 	struct rjob *j = arg;
 	vx_net_t *n = vx_net_find(j->snap->name);
 	if (n) {
+		n->rq_queued = 0;
+		n->next_sweep_ms = na_now_ms() + VX_SWEEP_MS;
 		const char *msg = rc < 0 ? err->msg : j->error;
 		if (strcmp(n->error, msg) != 0 && *msg)
 			na_warn("network reconcile failed", "network=%s error=\"%s\"", n->name,
@@ -118,9 +121,36 @@ static void reconciled(void *arg, int rc, const na_err_t *err)
 			json_decref(o);
 		}
 	}
+	int in_round = j->in_round;
 	vx_snap_free(j->snap);
 	free(j);
-	round_job_done();
+	if (n)
+		vx_watch_ensure(n); /* e.g. the network was just created by this job */
+	if (in_round)
+		round_job_done();
+}
+
+void vx_reconcile_net(vx_net_t *n, int in_round)
+{
+	if (n->busy || n->deleted || n->rq_queued)
+		return;
+	struct rjob *j = calloc(1, sizeof(*j));
+	if (!j || !(j->snap = vx_snap_take(n))) {
+		free(j);
+		return;
+	}
+	j->keep_extra = !vx_etcd_learned_once();
+	j->in_round = in_round;
+	if (in_round)
+		vx.reconciling++;
+	n->rq_queued = 1;
+	if (na_ns_submit(n->name, NULL, w_reconcile, reconciled, j) < 0) {
+		n->rq_queued = 0;
+		if (in_round)
+			vx.reconciling--;
+		vx_snap_free(j->snap);
+		free(j);
+	}
 }
 
 /* ---- garbage: namespaces of this agent that no network wants ------------- */
@@ -209,22 +239,26 @@ void vx_reconcile(na_agent_t *ag, na_done_fn done, void *ud)
 	vx.round_done = done;
 	vx.round_ud = ud;
 	vx.reconciling = 1; /* held until every job is queued */
+	vx_etcd_tick();
+	unsigned long long now = na_now_ms();
 	for (vx_net_t *n = vx.nets; n; n = n->next) {
 		if (n->busy || n->deleted)
 			continue;
-		struct rjob *j = calloc(1, sizeof(*j));
-		if (!j || !(j->snap = vx_snap_take(n))) {
-			free(j);
+		vx_watch_ensure(n);
+		/* Watched networks are repaired on notifications; the round
+		 * only sweeps each one now and then, spread over VX_SWEEP_MS. */
+		if (!n->next_sweep_ms)
+			n->next_sweep_ms = now + (unsigned long long)(rand() % VX_SWEEP_MS);
+		if (n->ready && vx_watch_complete(n) && now < n->next_sweep_ms)
 			continue;
-		}
-		j->keep_extra = !vx_etcd_learned_once();
-		vx.reconciling++;
-		if (na_ns_submit(n->name, NULL, w_reconcile, reconciled, j) < 0) {
-			vx.reconciling--;
-			vx_snap_free(j->snap);
-			free(j);
-		}
+		vx.sweep_reconciles++;
+		vx_reconcile_net(n, 1);
 	}
+	if (now < vx.next_gc_ms) {
+		round_job_done();
+		return;
+	}
+	vx.next_gc_ms = now + VX_GC_MS;
 	struct gjob *g = calloc(1, sizeof(*g));
 	if (g) {
 		snprintf(g->dir, sizeof(g->dir), "%s", vx.netns_dir);

@@ -33,6 +33,9 @@ typedef struct vx_ep {
 	 * kernel has for it. Committed state only reaches the kernel by
 	 * reconcile and the state files. */
 	int pending;
+	/* local: drift of the target side is noticed through this (watch.c) */
+	struct vx_watch *watch;
+	int watch_opening;
 	/* ---- model links (model.c) */
 	struct vx_ep *next, *prev;	     /* n->eps, in insertion order */
 	struct vx_ep *h_name, *h_ip, *h_mac; /* hash chains */
@@ -57,6 +60,18 @@ typedef struct vx_net {
 	vx_ep_t *eps, *eps_tail;
 	vx_index_t idx;
 	na_ns_id_t nsid; /* its namespace, once a job has seen it */
+	/* Drift detection (watch.c, reconcile.c): netlink notifications of
+	 * the namespace mark the network dirty; a slow sweep is the backstop. */
+	struct vx_watch *watch;
+	int watch_opening;
+	int dirty;     /* a notification asked for a reconcile */
+	int rq_queued; /* a reconcile job of this network is queued */
+	unsigned long long next_sweep_ms, last_event_rq_ms;
+	/* Our own writes notify us too: while they run, and QUIET_MS after the
+	 * last one, a notification waits instead of diffing the network again
+	 * and again under a stream of PUTs (watch.c). */
+	unsigned own_jobs;
+	unsigned long long last_own_ms;
 	unsigned nlocal, npushed, nlearned;
 	int ready;   /* kernel objects exist (create job succeeded once) */
 	int busy;    /* a create/delete job is queued: requests wait for it */
@@ -71,6 +86,9 @@ typedef struct vx {
 	vx_net_t *nets;
 	unsigned nnets;
 	unsigned long long repairs, reconciles;
+	unsigned long long watch_events, event_reconciles, sweep_reconciles;
+	unsigned long long next_gc_ms;
+	na_timer_t *dirty_timer;
 	int reconciling;       /* jobs of the current round still out */
 	na_done_fn round_done; /* the core's completion of the round */
 	void *round_ud;
@@ -148,11 +166,13 @@ int vx_job_barrier(vx_net_t *n, vx_done_fn done, void *ud);
 int vx_job_inspect(vx_net_t *n, na_req_t *req);
 int vx_job_check(vx_net_t *n, na_req_t *req);
 
-/* etcd_sync.c: cross-host coordination through etcd (SPEC §3). Every
- * function is a no-op (claims succeed at once) without --etcd. Loop thread. */
+/* etcd.c, claims.c, publish.c, learn.c: cross-host coordination through
+ * the core's etcd session (SPEC §3). Every function is a no-op (claims
+ * succeed at once) without --etcd. Loop thread. */
 int vx_etcd_start(na_agent_t *ag, na_err_t *err);
 void vx_etcd_stop(void);
 int vx_etcd_enabled(void);
+void vx_etcd_tick(void); /* each reconcile round: ends address holds */
 /* Claims ep's ip cluster-wide with an etcd transaction; done runs on the
  * loop thread: rc 0 claimed (or already ours), < 0 with 409 "ip_in_use"
  * when another agent's endpoint holds it, 503 when etcd is unreachable. */
@@ -173,6 +193,22 @@ void vx_etcd_unpublish(const vx_net_t *n, const vx_ep_t *ep);
 void vx_etcd_net_changed(const vx_net_t *n);
 
 /* reconcile.c */
+/* Every network is fully checked this often, as a backstop to the netlink
+ * notifications: 1,000 idle networks cost ~0.3% of a core at 5 min. */
+#define VX_SWEEP_MS 300000
+#define VX_GC_MS    30000 /* namespaces of ours no network wants */
 void vx_reconcile(na_agent_t *ag, na_done_fn done, void *ud);
+/* Queues a reconcile job for n now (unless one is queued); in_round: it
+ * counts towards the core's round. */
+void vx_reconcile_net(vx_net_t *n, int in_round);
+
+/* watch.c: netlink notifications of a network's namespace and of its local
+ * endpoints' targets. */
+void vx_watch_ensure(vx_net_t *n);	  /* open what is missing (loop; async) */
+int vx_watch_complete(const vx_net_t *n); /* every watch of n is open */
+void vx_watch_net_gone(vx_net_t *n);
+void vx_watch_ep_gone(vx_ep_t *e);
+void vx_net_dirty(vx_net_t *n); /* a reconcile of n soon, throttled */
+void vx_watch_fini(void);
 
 #endif

@@ -30,8 +30,14 @@ static void collect(FILE *out, void *ud)
 		"netagent_reconcile_repairs_total %llu\n"
 		"# HELP netagent_reconcile_rounds_total Reconcile rounds started.\n"
 		"# TYPE netagent_reconcile_rounds_total counter\n"
-		"netagent_reconcile_rounds_total %llu\n",
-		vx.nnets, bad, local, pushed, learned, vx.repairs, vx.reconciles);
+		"netagent_reconcile_rounds_total %llu\n"
+		"# HELP netagent_network_reconciles_total Network diffs run, by cause: a netlink\n"
+		"# notification of the network's namespaces, or the periodic sweep.\n"
+		"# TYPE netagent_network_reconciles_total counter\n"
+		"netagent_network_reconciles_total{cause=\"event\"} %llu\n"
+		"netagent_network_reconciles_total{cause=\"sweep\"} %llu\n",
+		vx.nnets, bad, local, pushed, learned, vx.repairs, vx.reconciles,
+		vx.event_reconciles, vx.sweep_reconciles);
 }
 
 static int init(na_agent_t *ag, na_err_t *err)
@@ -73,6 +79,7 @@ static void fini(na_agent_t *ag)
 {
 	(void)ag;
 	vx_etcd_stop();
+	vx_watch_fini();
 	while (vx.nets)
 		vx_net_unlink_free(vx.nets);
 }

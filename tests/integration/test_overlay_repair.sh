@@ -42,11 +42,10 @@ is "in sync afterwards" "$(json_get in_sync "$HTTP_BODY")" true
 # ---- unowned veth
 # What an attach whose endpoint never got acknowledged leaves: our name scheme, our group, a
 # port of br0, its peer somewhere.
-innet ip link add ve-0123456789ab group 30328 type veth peer name stray0
-innet ip link set ve-0123456789ab master br0 up
-l1veth=$(innet ip -o link show master br0 | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep '^ve-' | grep -v 0123456789ab)
-check "a stray veth sits on br0 next to l1's ($l1veth)" bash -c "nsenter --net='$NET_NS' ip link show ve-0123456789ab >/dev/null"
+l1veth=$(innet ip -o link show master br0 | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep '^ve-')
 t0=$(now_ms)
+check "a stray veth is put on br0 next to l1's ($l1veth)" \
+	innet ip link add ve-0123456789ab group 30328 master br0 up type veth peer name stray0
 if wait_for 5 bash -c "! nsenter --net='$NET_NS' ip link show ve-0123456789ab >/dev/null 2>&1"; then
 	ok "the veth nobody owns is removed after $(($(now_ms) - t0)) ms"
 else
@@ -98,5 +97,24 @@ check "the old file is gone" test ! -e "$SD/remotes/n1.json"
 check "r9 is programmed" wait_for 5 bash -c "nsenter --net='$NET_NS' ip neigh show dev vxlan0 | grep -q '198.18.5.29 lladdr 02:84:c6:12:05:1d PERMANENT'"
 check "r2 and r3 (removed from disk) are not programmed any more" \
 	wait_for 5 bash -c "! nsenter --net='$NET_NS' ip neigh show dev vxlan0 | grep -qE '198.18.5.2[23] '"
+
+# ---- start with etcd away
+# The agent used to block its loop for up to 3 s at start waiting for etcd's first answer.
+mkhost h2
+t0=$(now_ms)
+start_agent h2 a2 --etcd http://192.0.2.250:2379 || bail "agent with an unreachable etcd did not start"
+is "with etcd unreachable, the agent answers within 1.5 s of its start" "$(( $(now_ms) - t0 < 1500 ))" 1
+api a2 PUT /v1/networks/n2 "${J[@]}" -d '{"vni":502,"subnet":"198.18.6.0/24"}'
+is "a network needs no etcd → 201" "$HTTP_CODE" 201
+ip netns add "${NA_P}t3" || bail "t3"
+t0=$(now_ms)
+api a2 PUT /v1/networks/n2/endpoints/x "${J[@]}" -d "{\"netns\":\"/run/netns/${NA_P}t3\"}"
+t1=$(now_ms)
+is "an endpoint needs its claim → 503 etcd_unavailable" "$HTTP_CODE $(json_get error.code "$HTTP_BODY")" "503 etcd_unavailable"
+is "… after the claim's 5 s deadline, not before ($((t1 - t0)) ms)" "$(( t1 - t0 >= 4500 && t1 - t0 < 8000 ))" 1
+api a2 GET /v1/health
+is "health answered meanwhile" "$HTTP_CODE" 200
+api a2 GET /v1/host
+is "GET /v1/host: etcd not reachable for user vxlan" "$(json_get etcd.users.vxlan.reachable "$HTTP_BODY")" false
 
 finish

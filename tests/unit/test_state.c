@@ -7,13 +7,17 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "netagent/state.h"
+#include "netagent/state_int.h" /* white box: the temp-file mark of this process */
 #include "netagent/util.h"
 
 typedef struct {
@@ -415,11 +419,17 @@ static void test_temp_leftovers(void **state)
 	assert_int_equal(na_state_put(fx->st, "vips", "v1", o, &e), 0);
 	snprintf(kdir, sizeof(kdir), "%s/vips", fx->dir);
 	/* a crashed writer (other pid) left a half-written temp file */
+	char same_pid[512];
+	/* the same pid with another token: a previous run that had our pid
+	 * (pid 1 in a container) is a crashed run too */
+	snprintf(same_pid, sizeof(same_pid), "%s/.v4.json.tmp-%ld-deadbeef-AbC", kdir,
+		 (long)getpid());
+	write_file(same_pid, "{", 1);
 	snprintf(path, sizeof(path), "%s/.v2.json.tmp-999999999-AbC123", kdir);
 	write_file(path, "{\"v\":", 5);
 	/* one of this process's own, i.e. a put in flight, is left alone */
 	char own[512];
-	snprintf(own, sizeof(own), "%s/.v3.json.tmp-%ld-XyZ789", kdir, (long)getpid());
+	snprintf(own, sizeof(own), "%s/.v3%sXyZ789", kdir, fx->st->own_mark);
 	write_file(own, "{}", 2);
 	/* unrelated files are ignored, not quarantined */
 	char other[512];
@@ -431,6 +441,7 @@ static void test_temp_leftovers(void **state)
 	assert_string_equal(s.names[0], "v1");
 	seen_free(&s);
 	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(access(same_pid, F_OK), -1);
 	assert_int_equal(access(own, F_OK), 0);
 	assert_int_equal(access(other, F_OK), 0);
 	assert_int_equal(na_state_quarantined(fx->st), 0);
@@ -544,6 +555,367 @@ static void test_invalid_file_names_quarantined(void **state)
 	json_decref(o);
 }
 
+
+/* ---- batches ------------------------------------------------------------ */
+
+#define NBATCH 300 /* more than one sync group */
+
+static void make_batch(char names[][16], const char **np, json_t **objs, size_t n, int gen)
+{
+	for (size_t i = 0; i < n; i++) {
+		snprintf(names[i], 16, "o%zu", i);
+		np[i] = names[i];
+		objs[i] = json_pack("{s:i, s:i}", "i", (int)i, "gen", gen);
+	}
+}
+
+static void free_batch(json_t **objs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		json_decref(objs[i]);
+}
+
+static void test_put_many_del_many(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	static char names[NBATCH][16];
+	const char *np[NBATCH];
+	json_t *objs[NBATCH], *got = NULL;
+	char kdir[256];
+
+	make_batch(names, np, objs, NBATCH, 1);
+	assert_int_equal(na_state_put_many(fx->st, "remotes/n1", np, objs, NBATCH, &e), 0);
+	snprintf(kdir, sizeof(kdir), "%s/remotes/n1", fx->dir);
+	assert_int_equal(count_entries(kdir, ""), NBATCH);
+	assert_int_equal(count_entries(kdir, "."), 0); /* no temp file left */
+	for (size_t i = 0; i < NBATCH; i += 37) {
+		assert_int_equal(na_state_get(fx->st, "remotes/n1", np[i], &got, &e), 0);
+		assert_true(json_equal(got, objs[i]));
+		json_decref(got);
+	}
+	free_batch(objs, NBATCH);
+
+	/* overwrite half, with a repeated name: the last one wins */
+	make_batch(names, np, objs, NBATCH / 2, 2);
+	np[3] = "o0";
+	assert_int_equal(na_state_put_many(fx->st, "remotes/n1", np, objs, NBATCH / 2, &e), 0);
+	assert_int_equal(na_state_get(fx->st, "remotes/n1", "o0", &got, &e), 0);
+	assert_true(json_equal(got, objs[3]));
+	json_decref(got);
+	assert_int_equal(na_state_get(fx->st, "remotes/n1", "o200", &got, &e), 0);
+	assert_int_equal(json_integer_value(json_object_get(got, "gen")), 1);
+	json_decref(got);
+	free_batch(objs, NBATCH / 2);
+
+	/* one invalid name or object anywhere: refused, nothing written */
+	make_batch(names, np, objs, 10, 3);
+	np[7] = "../evil";
+	assert_int_equal(na_state_put_many(fx->st, "remotes/n2", np, objs, 10, &e), -1);
+	assert_int_equal(e.status, 422);
+	assert_string_equal(e.field, "name");
+	np[7] = names[7];
+	json_t *saved = objs[9];
+	objs[9] = json_array();
+	na_err_clear(&e);
+	assert_int_equal(na_state_put_many(fx->st, "remotes/n2", np, objs, 10, &e), -1);
+	assert_int_equal(e.status, 500);
+	json_decref(objs[9]);
+	objs[9] = saved;
+	na_err_clear(&e);
+	assert_int_equal(na_state_put_many(fx->st, "../x", np, objs, 10, &e), -1);
+	assert_int_equal(e.status, 422);
+	snprintf(kdir, sizeof(kdir), "%s/remotes/n2", fx->dir);
+	assert_int_equal(access(kdir, F_OK), -1);
+	free_batch(objs, 10);
+	na_err_clear(&e);
+	assert_int_equal(na_state_put_many(fx->st, "remotes/n2", NULL, NULL, 0, &e), 0);
+
+	/* del_many: present, absent and repeated names; absent kind */
+	const char *del[] = {"o1", "o2", "nope", "o1", "o299"};
+	assert_int_equal(na_state_del_many(fx->st, "remotes/n1", del, 5, &e), 0);
+	snprintf(kdir, sizeof(kdir), "%s/remotes/n1", fx->dir);
+	assert_int_equal(count_entries(kdir, ""), NBATCH - 3);
+	assert_int_equal(na_state_get(fx->st, "remotes/n1", "o2", &got, &e), -1);
+	assert_int_equal(e.status, 404);
+	na_err_clear(&e);
+	assert_int_equal(na_state_del_many(fx->st, "remotes/none", del, 5, &e), 0);
+	const char *bad[] = {"o3", "A"};
+	assert_int_equal(na_state_del_many(fx->st, "remotes/n1", bad, 2, &e), -1);
+	assert_int_equal(e.status, 422);
+	assert_int_equal(count_entries(kdir, ""), NBATCH - 3); /* o3 still there */
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+#define NTHREADS 4
+#define PER_THREAD 60
+
+typedef struct {
+	na_state_t *st;
+	int id;
+	int failures;
+	char msg[600];
+} worker_t;
+
+static void *writer_thread(void *arg)
+{
+	worker_t *w = arg;
+	na_err_t e = NA_ERR_INIT;
+	char name[32], kind[64];
+
+	for (int i = 0; i < PER_THREAD; i++) {
+		json_t *o = json_pack("{s:i, s:i}", "t", w->id, "i", i);
+		/* every thread races to create the same nested kind first */
+		snprintf(name, sizeof(name), "t%d-%d", w->id, i);
+		if (na_state_put(w->st, "deep/a/b", name, o, &e) < 0)
+			goto fail;
+		/* and writes its own kind too, alternating single and batch */
+		snprintf(kind, sizeof(kind), "own/t%d", w->id);
+		if (i % 2 == 0) {
+			if (na_state_put(w->st, kind, name, o, &e) < 0)
+				goto fail;
+		} else {
+			const char *np[2] = {name, "same"};
+			json_t *objs[2] = {o, o};
+			if (na_state_put_many(w->st, kind, np, objs, 2, &e) < 0)
+				goto fail;
+		}
+		if (i % 5 == 4 && na_state_del(w->st, "deep/a/b", name, &e) < 0)
+			goto fail;
+		json_decref(o);
+		continue;
+	fail:
+		json_decref(o);
+		w->failures++;
+		snprintf(w->msg, sizeof(w->msg), "%s", e.msg);
+		na_err_clear(&e);
+	}
+	return NULL;
+}
+
+static int count_cb(const char *name, json_t *obj, void *ud, na_err_t *err)
+{
+	(void)name, (void)err;
+	if (!json_is_object(obj))
+		return na_err_set(err, 500, "bad", NULL, "not an object");
+	(*(int *)ud)++;
+	return 0;
+}
+
+static volatile int loaders_stop;
+
+static void *loader_thread(void *arg)
+{
+	worker_t *w = arg;
+	na_err_t e = NA_ERR_INIT;
+	while (!loaders_stop) {
+		int n = 0;
+		/* a load next to writes in flight must not remove their temp files */
+		if (na_state_load(w->st, "deep/a/b", count_cb, &n, &e) < 0) {
+			w->failures++;
+			snprintf(w->msg, sizeof(w->msg), "%s", e.msg);
+			na_err_clear(&e);
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	pthread_t th[NTHREADS + 1];
+	worker_t w[NTHREADS + 1];
+	char kdir[256];
+
+	loaders_stop = 0;
+	for (int i = 0; i <= NTHREADS; i++) {
+		w[i] = (worker_t){.st = fx->st, .id = i};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, i < NTHREADS ? writer_thread : loader_thread, &w[i]),
+		    0);
+	}
+	for (int i = 0; i < NTHREADS; i++)
+		pthread_join(th[i], NULL);
+	loaders_stop = 1;
+	pthread_join(th[NTHREADS], NULL);
+	for (int i = 0; i <= NTHREADS; i++)
+		if (w[i].failures)
+			fail_msg("thread %d: %d failures, last: %s", i, w[i].failures, w[i].msg);
+
+	int n = 0;
+	assert_int_equal(na_state_load(fx->st, "deep/a/b", count_cb, &n, &e), 0);
+	assert_int_equal(n, NTHREADS * (PER_THREAD - PER_THREAD / 5));
+	for (int i = 0; i < NTHREADS; i++) {
+		char kind[64];
+		snprintf(kind, sizeof(kind), "own/t%d", i);
+		n = 0;
+		assert_int_equal(na_state_load(fx->st, kind, count_cb, &n, &e), 0);
+		assert_int_equal(n, PER_THREAD + 1); /* + "same" */
+	}
+	snprintf(kdir, sizeof(kdir), "%s/deep/a/b", fx->dir);
+	assert_int_equal(count_entries(kdir, "."), 0);
+	assert_int_equal(na_state_quarantined(fx->st), 0);
+}
+
+static void *quarantine_thread(void *arg)
+{
+	worker_t *w = arg;
+	na_err_t e = NA_ERR_INIT;
+	char kind[32];
+	int n = 0;
+	snprintf(kind, sizeof(kind), "q%d", w->id);
+	if (na_state_load(w->st, kind, count_cb, &n, &e) < 0 || n != 1) {
+		w->failures++;
+		snprintf(w->msg, sizeof(w->msg), "n=%d %s", n, e.msg);
+	}
+	return NULL;
+}
+
+static void test_concurrent_quarantine(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	pthread_t th[NTHREADS];
+	worker_t w[NTHREADS];
+	char path[256], kind[32];
+	json_t *o = json_object();
+
+	/* every thread quarantines 5 files of the same name pattern at once */
+	for (int i = 0; i < NTHREADS; i++) {
+		snprintf(kind, sizeof(kind), "q%d", i);
+		assert_int_equal(na_state_put(fx->st, kind, "good", o, &e), 0);
+		for (int k = 0; k < 5; k++) {
+			snprintf(path, sizeof(path), "%s/%s/bad%d.json", fx->dir, kind, k);
+			write_file(path, "{", 1);
+		}
+	}
+	char *log = NULL, lp[128];
+	snprintf(lp, sizeof(lp), "%s/stderr.log", fx->root);
+	fflush(stderr);
+	int saved = dup(2), fd = open(lp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	dup2(fd, 2);
+	close(fd);
+	for (int i = 0; i < NTHREADS; i++) {
+		w[i] = (worker_t){.st = fx->st, .id = i};
+		pthread_create(&th[i], NULL, quarantine_thread, &w[i]);
+	}
+	for (int i = 0; i < NTHREADS; i++)
+		pthread_join(th[i], NULL);
+	dup2(saved, 2);
+	close(saved);
+	log = read_text(lp);
+	free(log);
+	for (int i = 0; i < NTHREADS; i++)
+		if (w[i].failures)
+			fail_msg("thread %d: %s", i, w[i].msg);
+	assert_int_equal(na_state_quarantined(fx->st), NTHREADS * 5);
+	snprintf(path, sizeof(path), "%s/quarantine", fx->dir);
+	assert_int_equal(count_entries(path, "q"), NTHREADS * 5);
+	json_decref(o);
+}
+
+/* ---- hostile entries ---------------------------------------------------- */
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	static const char m[] = "state load blocked (FIFO opened blocking?)\n";
+	if (write(2, m, sizeof(m) - 1) < 0)
+		_exit(3);
+	_exit(2);
+}
+
+static void test_hostile_entries(void **state)
+{
+	fx_t *fx = *state;
+	na_err_t e = NA_ERR_INIT;
+	seen_t s = {0};
+	char path[256], target[256], qdir[256], *log = NULL;
+	json_t *o = json_object(), *got = NULL;
+
+	assert_int_equal(na_state_put(fx->st, "networks", "good", o, &e), 0);
+	/* a symlink to a valid object elsewhere: never followed, the target untouched */
+	snprintf(target, sizeof(target), "%s/outside.json", fx->root);
+	write_file(target, "{\"planted\":true}", 16);
+	snprintf(path, sizeof(path), "%s/networks/link.json", fx->dir);
+	assert_int_equal(symlink(target, path), 0);
+	/* a FIFO: opening it blocking would hang the load */
+	snprintf(path, sizeof(path), "%s/networks/fifo.json", fx->dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	/* a device node (/dev/null's numbers) */
+	snprintf(path, sizeof(path), "%s/networks/dev.json", fx->dir);
+	assert_int_equal(mknod(path, S_IFCHR | 0600, makedev(1, 3)), 0);
+	/* a directory where a file should be */
+	snprintf(path, sizeof(path), "%s/networks/dir.json", fx->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	/* a huge (sparse) file */
+	snprintf(path, sizeof(path), "%s/networks/huge.json", fx->dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 9 * 1024 * 1024), 0);
+	close(fd);
+
+	/* get never blocks or follows either */
+	signal(SIGALRM, on_alarm);
+	alarm(10);
+	assert_int_equal(na_state_get(fx->st, "networks", "fifo", &got, &e), -1);
+	assert_string_equal(e.code, "state_corrupt");
+	na_err_clear(&e);
+	assert_int_equal(na_state_get(fx->st, "networks", "link", &got, &e), -1);
+	assert_string_equal(e.code, "state_corrupt");
+	assert_non_null(strstr(e.msg, "symbolic link"));
+	na_err_clear(&e);
+
+	assert_int_equal(load_capture(fx, "networks", &s, &log, &e), 0);
+	alarm(0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.names[0], "good");
+	assert_int_equal(na_state_quarantined(fx->st), 5);
+	assert_non_null(strstr(log, "FIFO"));
+	assert_non_null(strstr(log, "a device"));
+	assert_non_null(strstr(log, "a directory"));
+	free(log);
+	seen_free(&s);
+	snprintf(qdir, sizeof(qdir), "%s/quarantine", fx->dir);
+	assert_int_equal(count_entries(qdir, "networks-"), 5);
+	char *t = read_text(target);
+	assert_string_equal(t, "{\"planted\":true}");
+	free(t);
+	snprintf(path, sizeof(path), "%s/networks", fx->dir);
+	assert_int_equal(count_entries(path, ""), 1);
+
+	/* a kind directory that is a symlink: refused for reads and writes,
+	 * nothing behind it read, moved or written */
+	char other[256];
+	snprintf(other, sizeof(other), "%s/elsewhere", fx->root);
+	assert_int_equal(mkdir(other, 0700), 0);
+	snprintf(path, sizeof(path), "%s/elsewhere/x.json", fx->root);
+	write_file(path, "{", 1);
+	snprintf(path, sizeof(path), "%s/vips", fx->dir);
+	assert_int_equal(symlink(other, path), 0);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(na_state_load(fx->st, "vips", collect, &s, &e), -1);
+	assert_string_equal(e.code, "state_corrupt");
+	na_err_clear(&e);
+	assert_int_equal(na_state_put(fx->st, "vips", "v1", o, &e), -1);
+	assert_string_equal(e.code, "state_corrupt");
+	na_err_clear(&e);
+	assert_int_equal(na_state_put(fx->st, "vips/sub", "v1", o, &e), -1);
+	assert_int_equal(count_entries(other, ""), 1);
+	assert_int_equal(na_state_quarantined(fx->st), 5);
+	/* and it is not a sub-kind */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(na_state_put(fx->st, "endpoints/n1", "e", o, &e), 0);
+	snprintf(path, sizeof(path), "%s/endpoints/n2", fx->dir);
+	assert_int_equal(symlink(other, path), 0);
+	assert_int_equal(na_state_list_kinds(fx->st, "endpoints", collect, &s, &e), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.names[0], "n1");
+	json_decref(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -557,6 +929,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_list_kinds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_kind_name, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_file_names_quarantined, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_put_many_del_many, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_quarantine, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_entries, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
