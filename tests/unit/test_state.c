@@ -563,7 +563,7 @@ static void test_invalid_file_names_quarantined(void **state)
 static void make_batch(char names[][16], const char **np, json_t **objs, size_t n, int gen)
 {
 	for (size_t i = 0; i < n; i++) {
-		snprintf(names[i], 16, "o%zu", i);
+		snprintf(names[i], 16, "o%u", (unsigned)(i % 100000));
 		np[i] = names[i];
 		objs[i] = json_pack("{s:i, s:i}", "i", (int)i, "gen", gen);
 	}
