@@ -193,7 +193,7 @@ static void *mkns_thread(void *p)
 	return NULL;
 }
 
-int na_netns_create(const char *path, na_err_t *err)
+int na_netns_create(const char *path, int *created, na_err_t *err)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(path, '/');
@@ -202,6 +202,8 @@ int na_netns_create(const char *path, na_err_t *err)
 	pthread_t t;
 	int fd, rc;
 
+	if (created)
+		*created = 0;
 	if (!slash || slash == path || (size_t)(slash - path) >= sizeof(dir))
 		return na_err_set(err, 500, "system_error", NULL, "bad namespace path %s", path);
 	memcpy(dir, path, (size_t)(slash - path));
@@ -228,18 +230,22 @@ int na_netns_create(const char *path, na_err_t *err)
 		unlink(path);
 		return na_err_errno(err, m.errnum, "create network namespace %s: %s", path, m.step);
 	}
-	return 1;
+	if (created)
+		*created = 1;
+	return 0;
 }
 
-int na_netns_delete(const char *path, na_err_t *err)
+int na_netns_delete(const char *path, int *removed, na_err_t *err)
 {
-	int removed = 0;
+	int gone = 0;
 
+	if (removed)
+		*removed = 0;
 	/* Loop: a namespace mounted twice on the same file (racing creators)
 	 * must not survive as the lower mount. EINVAL: no longer a mount. */
 	for (int i = 0; i < 8; i++) {
 		if (umount2(path, MNT_DETACH) == 0) {
-			removed = 1;
+			gone = 1;
 			continue;
 		}
 		if (errno == EINVAL || errno == ENOENT)
@@ -247,10 +253,12 @@ int na_netns_delete(const char *path, na_err_t *err)
 		return na_err_errno(err, errno, "unmount %s", path);
 	}
 	if (unlink(path) == 0)
-		return 1;
-	if (errno == ENOENT)
-		return removed;
-	return na_err_errno(err, errno, "remove %s", path);
+		gone = 1;
+	else if (errno != ENOENT)
+		return na_err_errno(err, errno, "remove %s", path);
+	if (removed)
+		*removed = gone;
+	return 0;
 }
 
 int na_netns_run_fd(int nsfd, na_ns_fn fn, void *arg, na_err_t *err)

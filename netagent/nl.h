@@ -109,12 +109,14 @@ int na_nl_addr_list(na_nl_t *nl, int ifindex, int family, na_nl_addr_info_t *out
 /* Creates the namespace file `path` (its directory is made a shared mount
  * point first, like iproute2 does for /run/netns) and bind-mounts a new,
  * empty network namespace on it. The namespace is made on a short-lived
- * thread, so no caller thread ever changes namespace. Returns 1 when
- * created, 0 when path already was a network namespace. */
-int na_netns_create(const char *path, na_err_t *err);
-/* Unmounts (MNT_DETACH) and unlinks path. Returns 1 when something was
- * removed, 0 when path did not exist. */
-int na_netns_delete(const char *path, na_err_t *err);
+ * thread, so no caller thread ever changes namespace. Already being a
+ * network namespace is success. *created (may be NULL): 1 when this call
+ * made it, 0 when it existed, so a caller sets up only what it made. */
+int na_netns_create(const char *path, int *created, na_err_t *err);
+/* Unmounts (MNT_DETACH) and unlinks path; a missing path is success.
+ * *removed (may be NULL): 1 when something was unmounted or unlinked, 0 when
+ * path did not exist. */
+int na_netns_delete(const char *path, int *removed, na_err_t *err);
 /* A namespace's identity: the nsfs device and inode, what `ip netns
  * identify` and /proc/PID/ns/net's "net:[ino]" compare. */
 typedef struct na_ns_id {

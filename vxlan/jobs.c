@@ -223,19 +223,19 @@ static int w_net_apply(void *arg, na_err_t *err)
 	struct job *j = arg;
 	struct vx_k_net kn;
 	vx_snap_knet(j->snap, &kn);
-	int r = vx_k_network_create(&kn, err);
-	if (r < 0)
+	int changed;
+	if (vx_k_network_create(&kn, &changed, err) < 0)
 		return -1;
 	learn_netns_id(j);
 	/* A recreated vxlan0 lost its FDB: put the remotes back. MTU changes
 	 * reach the veths through attach, which repairs drift. */
-	if (r > 0 && j->snap->nremote &&
+	if (changed && j->snap->nremote &&
 	    vx_k_remote_set_many(j->snap->netns, j->snap->remote, j->snap->nremote, err) < 0)
 		return -1;
 	for (size_t i = 0; i < j->snap->nlocal; i++) {
 		struct vx_k_ep ke;
 		vx_snap_kep(&j->snap->local[i], &ke);
-		if (vx_k_endpoint_attach(&kn, &ke, err) < 0) {
+		if (vx_k_endpoint_attach(&kn, &ke, NULL, err) < 0) {
 			na_err_prefix(err, "endpoint %s", ke.name);
 			return -1;
 		}
@@ -260,12 +260,12 @@ static int w_net_delete(void *arg, na_err_t *err)
 {
 	struct job *j = arg;
 	for (size_t i = 0; i < j->snap->nlocal; i++)
-		if (vx_k_endpoint_detach(j->snap->netns, j->snap->local[i].name, err) < 0)
+		if (vx_k_endpoint_detach(j->snap->netns, j->snap->local[i].name, NULL, err) < 0)
 			return -1;
 	for (size_t i = 0; i < j->snap->nkeep_local; i++)
-		if (vx_k_endpoint_detach(j->snap->netns, j->snap->keep_local[i], err) < 0)
+		if (vx_k_endpoint_detach(j->snap->netns, j->snap->keep_local[i], NULL, err) < 0)
 			return -1;
-	if (vx_k_network_delete(j->snap->netns, err) < 0)
+	if (vx_k_network_delete(j->snap->netns, NULL, err) < 0)
 		return -1;
 	/* Endpoints and remotes first: a crash in between leaves a network
 	 * file, and reconcile recreates the network the client saw undeleted. */
@@ -296,10 +296,10 @@ static int w_ep_apply(void *arg, na_err_t *err)
 	vx_snap_knet(j->snap, &kn);
 	/* A changed endpoint is re-plumbed whole: the old address, MAC or
 	 * interface must not linger next to the new one. */
-	if (j->has_old && vx_k_endpoint_detach(j->snap->netns, j->old.name, err) < 0)
+	if (j->has_old && vx_k_endpoint_detach(j->snap->netns, j->old.name, NULL, err) < 0)
 		return -1;
 	vx_snap_kep(&j->ep, &ke);
-	if (vx_k_endpoint_attach(&kn, &ke, err) < 0)
+	if (vx_k_endpoint_attach(&kn, &ke, NULL, err) < 0)
 		return -1;
 	return persist(j, err);
 }
@@ -326,7 +326,7 @@ int vx_job_ep_apply(vx_net_t *n, const vx_ep_t *ep, const vx_ep_t *old, json_t *
 static int w_ep_delete(void *arg, na_err_t *err)
 {
 	struct job *j = arg;
-	if (vx_k_endpoint_detach(j->snap->netns, j->ep.name, err) < 0)
+	if (vx_k_endpoint_detach(j->snap->netns, j->ep.name, NULL, err) < 0)
 		return -1;
 	return persist(j, err);
 }

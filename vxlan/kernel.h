@@ -10,10 +10,13 @@
  *
  * Every function runs on a namespace worker thread that is in the agent's
  * namespace (submit with netns_path NULL); it enters other namespaces by
- * itself. Functions return < 0 and fill err on failure. The ones that make
- * things so (create/attach/set) return 1 when they changed something in the
- * kernel and 0 when everything already was as asked (idempotent PUT), which
- * makes them the repair path of reconcile as well. */
+ * itself. Functions return 0 on success, or < 0 and fill err (always the
+ * last parameter) on failure; no other value. What else a caller may need
+ * to know comes back through an out-parameter just before err, which may be
+ * NULL: the ones that make things so (create/attach) set *changed to 1 when
+ * they changed something in the kernel and 0 when everything already was as
+ * asked (idempotent PUT), which makes them the repair path of reconcile as
+ * well; the deletes set *removed, and deleting what is absent succeeds. */
 #ifndef VX_KERNEL_H
 #define VX_KERNEL_H
 
@@ -52,15 +55,15 @@ int vx_k_netns_path(char *buf, size_t n, const char *run_dir, const char *prefix
  * underlay, learning off, proxy ARP on; bridge port neigh_suppress on,
  * learning off), MTUs, all up. Creates what is missing and repairs what
  * drifted; recreates vxlan0 if its port/local/underlay changed (its FDB and
- * neighbours are lost then: reprogram remotes whenever this returns 1).
+ * neighbours are lost then: reprogram remotes whenever *changed is 1).
  * vxlan0 with another VNI: 409 "conflict"; VNI used by another device of
  * this agent's namespace: 409 "vni_in_use". */
-int vx_k_network_create(const struct vx_k_net *n, na_err_t *err);
+int vx_k_network_create(const struct vx_k_net *n, int *changed, na_err_t *err);
 /* Deletes every link of the namespace (so vxlan0 releases its VNI and UDP
  * port now, not when the kernel gets round to destroying the namespace;
- * veth peers in containers go too), unmounts and unlinks it. 0 when it did
- * not exist. */
-int vx_k_network_delete(const char *netns_path, na_err_t *err);
+ * veth peers in containers go too), unmounts and unlinks it. *removed: 0
+ * when it did not exist. */
+int vx_k_network_delete(const char *netns_path, int *removed, na_err_t *err);
 
 struct vx_k_ep {
 	const char *name;	/* endpoint name: the host-side veth is named from it */
@@ -84,11 +87,12 @@ void vx_k_mac_from_ip(uint32_t ip, uint8_t mac[6]);
  * namespace named ifname with the MAC, MTU and ip/plen (the kernel adds the
  * connected route with it), both up. Repairs each of those when drifted. An
  * ifname in the target that is not this endpoint's peer: 409 "conflict". */
-int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, na_err_t *err);
-/* Deletes the veth pair (both ends). 0 when it did not exist. */
-int vx_k_endpoint_detach(const char *netns_path, const char *ep_name, na_err_t *err);
-/* Deletes link ifname of N's namespace: 1 deleted, 0 absent. */
-int vx_k_link_delete(const char *netns_path, const char *ifname, na_err_t *err);
+int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, int *changed,
+			 na_err_t *err);
+/* Deletes the veth pair (both ends). *removed: 0 when it did not exist. */
+int vx_k_endpoint_detach(const char *netns_path, const char *ep_name, int *removed, na_err_t *err);
+/* Deletes link ifname of N's namespace. *removed: 1 deleted, 0 absent. */
+int vx_k_link_delete(const char *netns_path, const char *ifname, int *removed, na_err_t *err);
 
 struct vx_k_remote {
 	uint32_t ip;	/* overlay IPv4, host byte order */

@@ -52,7 +52,7 @@ static int set_mac(na_nl_t *nl, const struct vx_k_link *l, const uint8_t *mac, n
 	struct nlmsghdr *nlh = na_nl_req(nl, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
 
 	mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
-	return na_nl_call(nl, nlh, NULL, NULL, err, "set MAC of %s", l->name) < 0 ? -1 : 1;
+	return na_nl_call(nl, nlh, NULL, NULL, err, "set MAC of %s", l->name) < 0 ? -1 : 0;
 }
 
 static int add_addr(na_nl_t *nl, int ifindex, uint32_t ip, int plen, na_err_t *err)
@@ -71,35 +71,37 @@ static int add_addr(na_nl_t *nl, int ifindex, uint32_t ip, int plen, na_err_t *e
 		na_err_prefix(err, "%s/%d", s, plen);
 		return -1;
 	}
-	return 1;
+	return 0;
 }
 
 /* The container side: name, MAC, MTU, up, address. */
 static int fix_target(na_nl_t *tnl, const struct vx_k_ep *ep, const char *ifname,
-		      const uint8_t *mac, int mtu, na_err_t *err)
+		      const uint8_t *mac, int mtu, int *changed, na_err_t *err)
 {
 	struct vx_k_ep_state st;
-	int changed = 0, rc;
+	int c;
 
-	if ((rc = vxk_dump_ep(tnl, ifname, &st, err)) < 0)
+	*changed = 0;
+	if (vxk_dump_ep(tnl, ifname, &st, err) < 0)
 		return -1;
-	if (rc == 0)
+	if (!st.exists)
 		return na_err_set(err, 500, "netlink_error", NULL, "%s vanished from %s", ifname,
 				  ep->netns_path);
 	if (memcmp(st.link.mac, mac, 6) != 0) {
 		if (set_mac(tnl, &st.link, mac, err) < 0)
 			return -1;
-		changed = 1;
+		*changed = 1;
 	}
-	if ((rc = vxk_fix_link(tnl, &st.link, mtu, -1, 1, err)) < 0)
+	if (vxk_fix_link(tnl, &st.link, mtu, -1, 1, &c, err) < 0)
 		return -1;
-	changed |= rc;
+	*changed |= c;
 	for (size_t i = 0; i < st.naddrs; i++)
 		if (st.addrs[i].ip == ep->ip && st.addrs[i].plen == ep->plen)
-			return changed;
+			return 0;
 	if (add_addr(tnl, st.link.ifindex, ep->ip, ep->plen, err) < 0)
 		return -1;
-	return 1;
+	*changed = 1;
+	return 0;
 }
 
 /* Is `host` (in N) the veth whose other end is `t` (in the target)? Each
@@ -111,7 +113,8 @@ static bool paired(const struct vx_k_link *host, const struct vx_k_link *t)
 	       host->peer == t->ifindex && t->peer == host->ifindex;
 }
 
-int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, na_err_t *err)
+int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, int *changed,
+			 na_err_t *err)
 {
 	cleanup_nl na_nl_t *nl = NULL, *tnl = NULL;
 	cleanup_close int tfd = -1;
@@ -119,8 +122,10 @@ int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, na_
 	struct vx_k_link br, host, t;
 	char hname[16];
 	uint8_t mac[6];
-	int mtu = vx_k_net_mtu(n), changed = 0, rc;
+	int mtu = vx_k_net_mtu(n), any = 0, found, have_host, have_t, c;
 
+	if (changed)
+		*changed = 0;
 	if (strlen(ifname) >= IFNAMSIZ)
 		return na_err_set(err, 422, "invalid_field", "ifname",
 				  "interface name %s is longer than %d characters", ifname,
@@ -150,16 +155,15 @@ int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, na_
 			goto fail;
 		}
 	}
-	if ((rc = vxk_get_link(nl, VX_K_BRIDGE, &br, err)) < 0)
+	if (vxk_get_link(nl, VX_K_BRIDGE, &br, &found, err) < 0)
 		goto fail;
-	if (rc == 0) {
+	if (!found) {
 		na_err_set(err, 500, "netlink_error", NULL, "%s has no " VX_K_BRIDGE,
 			   n->netns_path);
 		goto fail;
 	}
-	int have_host = vxk_get_link(nl, hname, &host, err);
-	int have_t = have_host < 0 ? -1 : vxk_get_link(tnl, ifname, &t, err);
-	if (have_t < 0)
+	if (vxk_get_link(nl, hname, &host, &have_host, err) < 0 ||
+	    vxk_get_link(tnl, ifname, &t, &have_t, err) < 0)
 		goto fail;
 	if (!(have_host && have_t && paired(&host, &t))) {
 		if (have_t) {
@@ -169,50 +173,58 @@ int vx_k_endpoint_attach(const struct vx_k_net *n, const struct vx_k_ep *ep, na_
 		}
 		/* A host side whose peer is elsewhere (container namespace
 		 * replaced): start over. */
-		if (have_host && vxk_del_link(nl, hname, err) < 0)
+		if (have_host && vxk_del_link(nl, hname, NULL, err) < 0)
 			goto fail;
 		if (create_veth(nl, hname, br.ifindex, tfd, ifname, mac, mtu, err) < 0)
 			goto fail;
-		changed = 1;
+		any = 1;
 	} else {
-		if ((rc = vxk_fix_link(nl, &host, mtu, br.ifindex, 1, err)) < 0)
+		if (vxk_fix_link(nl, &host, mtu, br.ifindex, 1, &c, err) < 0)
 			goto fail;
-		changed |= rc;
+		any |= c;
 	}
-	if ((rc = fix_target(tnl, ep, ifname, mac, mtu, err)) < 0)
+	if (fix_target(tnl, ep, ifname, mac, mtu, &c, err) < 0)
 		goto fail;
-	return changed | rc;
+	if (changed)
+		*changed = any | c;
+	return 0;
 fail:
 	na_err_prefix(err, "endpoint %s", ep->name);
 	return -1;
 }
 
-int vx_k_endpoint_detach(const char *netns_path, const char *ep_name, na_err_t *err)
+int vx_k_endpoint_detach(const char *netns_path, const char *ep_name, int *removed, na_err_t *err)
 {
 	cleanup_nl na_nl_t *nl = NULL;
 	char hname[16];
 	int rc;
 
+	if (removed)
+		*removed = 0;
 	vx_k_veth_name(ep_name, hname);
 	rc = vxk_open(netns_path, &nl, NULL, err);
 	if (rc == -ENOENT) {
 		na_err_clear(err);
 		return 0;
 	}
-	if (rc < 0 || (rc = vxk_del_link(nl, hname, err)) < 0) {
+	if (rc < 0 || vxk_del_link(nl, hname, removed, err) < 0) {
 		na_err_prefix(err, "endpoint %s", ep_name);
 		return -1;
 	}
-	return rc;
+	return 0;
 }
 
-int vx_k_link_delete(const char *netns_path, const char *ifname, na_err_t *err)
+int vx_k_link_delete(const char *netns_path, const char *ifname, int *removed, na_err_t *err)
 {
 	cleanup_nl na_nl_t *nl = NULL;
-	int rc = vxk_open(netns_path, &nl, NULL, err);
+	int rc;
+
+	if (removed)
+		*removed = 0;
+	rc = vxk_open(netns_path, &nl, NULL, err);
 	if (rc == -ENOENT) {
 		na_err_clear(err);
 		return 0;
 	}
-	return rc < 0 ? -1 : vxk_del_link(nl, ifname, err);
+	return rc < 0 ? -1 : vxk_del_link(nl, ifname, removed, err);
 }

@@ -115,7 +115,7 @@ static int remotes(const char *netns_path, const struct vx_k_remote *r, size_t n
 	cleanup_nl na_nl_t *nl = NULL;
 	struct batch b = {r, del, NULL, 0};
 	struct vx_k_link vx;
-	int rc;
+	int found, rc;
 
 	rc = vxk_open(netns_path, &nl, NULL, err);
 	if (rc == -ENOENT && del) {
@@ -124,9 +124,9 @@ static int remotes(const char *netns_path, const struct vx_k_remote *r, size_t n
 	}
 	if (rc < 0)
 		return -1;
-	if ((rc = vxk_get_link(nl, VX_K_VXLAN, &vx, err)) < 0)
+	if (vxk_get_link(nl, VX_K_VXLAN, &vx, &found, err) < 0)
 		return -1;
-	if (rc == 0) {
+	if (!found) {
 		if (del)
 			return 0;
 		return na_err_set(err, 500, "netlink_error", NULL, "%s has no " VX_K_VXLAN,

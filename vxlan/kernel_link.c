@@ -193,12 +193,14 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-int vxk_get_link(na_nl_t *nl, const char *name, struct vx_k_link *out, na_err_t *err)
+int vxk_get_link(na_nl_t *nl, const char *name, struct vx_k_link *out, int *found, na_err_t *err)
 {
 	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
 	struct nlmsghdr *nlh = na_nl_req(nl, RTM_GETLINK, 0, &ifi, sizeof(ifi));
 	int rc;
 
+	if (found)
+		*found = 0;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
 	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 	memset(out, 0, sizeof(*out));
@@ -207,11 +209,15 @@ int vxk_get_link(na_nl_t *nl, const char *name, struct vx_k_link *out, na_err_t 
 		na_err_clear(err);
 		return 0;
 	}
-	return rc < 0 ? -1 : 1;
+	if (rc < 0)
+		return -1;
+	if (found)
+		*found = 1;
+	return 0;
 }
 
 int vxk_fix_link(na_nl_t *nl, const struct vx_k_link *cur, int mtu, int master, int up,
-		 na_err_t *err)
+		 int *changed, na_err_t *err)
 {
 	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = cur->ifindex};
 	bool mtu_bad = mtu > 0 && cur->mtu != mtu;
@@ -219,6 +225,8 @@ int vxk_fix_link(na_nl_t *nl, const struct vx_k_link *cur, int mtu, int master, 
 	bool up_bad = up >= 0 && cur->up != !!up;
 	struct nlmsghdr *nlh;
 
+	if (changed)
+		*changed = 0;
 	if (!mtu_bad && !master_bad && !up_bad)
 		return 0;
 	if (up_bad) {
@@ -232,22 +240,30 @@ int vxk_fix_link(na_nl_t *nl, const struct vx_k_link *cur, int mtu, int master, 
 		mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)master);
 	if (na_nl_call(nl, nlh, NULL, NULL, err, "set link %s", cur->name) < 0)
 		return -1;
-	return 1;
+	if (changed)
+		*changed = 1;
+	return 0;
 }
 
-int vxk_del_link(na_nl_t *nl, const char *name, na_err_t *err)
+int vxk_del_link(na_nl_t *nl, const char *name, int *removed, na_err_t *err)
 {
 	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
 	struct nlmsghdr *nlh = na_nl_req(nl, RTM_DELLINK, 0, &ifi, sizeof(ifi));
 	int rc;
 
+	if (removed)
+		*removed = 0;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
 	rc = na_nl_call(nl, nlh, NULL, NULL, err, "delete link %s", name);
 	if (rc == -ENODEV) {
 		na_err_clear(err);
 		return 0;
 	}
-	return rc < 0 ? -1 : 1;
+	if (rc < 0)
+		return -1;
+	if (removed)
+		*removed = 1;
+	return 0;
 }
 
 /* ---- vx_k_network_dump ---- */
@@ -422,13 +438,13 @@ static int addr_cb(const struct nlmsghdr *nlh, void *data)
 int vxk_dump_ep(na_nl_t *nl, const char *ifname, struct vx_k_ep_state *out, na_err_t *err)
 {
 	struct ifaddrmsg ifa = {.ifa_family = AF_INET};
-	int rc = -EAGAIN;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = vxk_get_link(nl, ifname, &out->link, err);
-	if (rc <= 0)
-		return rc;
-	out->exists = 1;
+	if (vxk_get_link(nl, ifname, &out->link, &out->exists, err) < 0)
+		return -1;
+	if (!out->exists)
+		return 0;
 	ifa.ifa_index = (unsigned)out->link.ifindex;
 	rc = -EAGAIN;
 	for (int i = 0; i < DUMP_TRIES && rc == -EAGAIN; i++) {
@@ -436,7 +452,7 @@ int vxk_dump_ep(na_nl_t *nl, const char *ifname, struct vx_k_ep_state *out, na_e
 		struct nlmsghdr *nlh = na_nl_req(nl, RTM_GETADDR, NLM_F_DUMP, &ifa, sizeof(ifa));
 		rc = na_nl_call(nl, nlh, addr_cb, out, err, "list addresses of %s", ifname);
 	}
-	return rc < 0 ? -1 : 1;
+	return rc < 0 ? -1 : 0;
 }
 
 int vx_k_endpoint_dump(const char *target_netns, const char *ifname, struct vx_k_ep_state *out,
@@ -453,5 +469,5 @@ int vx_k_endpoint_dump(const char *target_netns, const char *ifname, struct vx_k
 	}
 	if (rc < 0)
 		return -1;
-	return vxk_dump_ep(nl, ifname ? ifname : VX_K_DEF_IFNAME, out, err) < 0 ? -1 : 0;
+	return vxk_dump_ep(nl, ifname ? ifname : VX_K_DEF_IFNAME, out, err);
 }

@@ -79,12 +79,13 @@ static int create_vxlan(const struct vx_k_net *n, int nsfd, int master, na_err_t
 }
 
 /* neigh_suppress on, learning off on vxlan0's bridge port. */
-static int fix_brport(na_nl_t *nl, const struct vx_k_link *vx, na_err_t *err)
+static int fix_brport(na_nl_t *nl, const struct vx_k_link *vx, int *changed, na_err_t *err)
 {
 	struct ifinfomsg ifi = {.ifi_family = AF_BRIDGE, .ifi_index = vx->ifindex};
 	struct nlmsghdr *nlh;
 	struct nlattr *pi;
 
+	*changed = 0;
 	if (vx->brport && !vx->br_learning && vx->br_neigh_suppress)
 		return 0;
 	nlh = na_nl_req(nl, RTM_SETLINK, 0, &ifi, sizeof(ifi));
@@ -94,7 +95,8 @@ static int fix_brport(na_nl_t *nl, const struct vx_k_link *vx, na_err_t *err)
 	mnl_attr_nest_end(nlh, pi);
 	if (na_nl_call(nl, nlh, NULL, NULL, err, "set bridge port flags of " VX_K_VXLAN) < 0)
 		return -1;
-	return 1;
+	*changed = 1;
+	return 0;
 }
 
 static bool vxlan_ok(const struct vx_k_net *n, const struct vx_k_link *vx)
@@ -104,38 +106,38 @@ static bool vxlan_ok(const struct vx_k_net *n, const struct vx_k_link *vx)
 	       vx->vx_link == n->underlay->ifindex && !vx->vx_learning && vx->vx_proxy;
 }
 
-static int ensure(const struct vx_k_net *n, int nsfd, na_nl_t *nl, na_err_t *err)
+static int ensure(const struct vx_k_net *n, int nsfd, na_nl_t *nl, int *changed, na_err_t *err)
 {
 	struct vxk_links ls = {0};
 	struct vx_k_link br, vx;
 	const struct vx_k_link *l;
-	int mtu = vx_k_net_mtu(n), changed = 0, rc = -1;
+	int mtu = vx_k_net_mtu(n), any = 0, c, rc = -1;
 
+	*changed = 0;
 	if (vxk_dump_links(nl, &ls, err) < 0)
 		goto out;
 	if ((l = vxk_find(&ls, "lo"))) {
-		if ((rc = vxk_fix_link(nl, l, -1, -1, 1, err)) < 0)
+		if (vxk_fix_link(nl, l, -1, -1, 1, &c, err) < 0)
 			goto out;
-		changed |= rc;
+		any |= c;
 	}
-	rc = -1;
 
 	l = vxk_find(&ls, VX_K_BRIDGE);
 	if (l && strcmp(l->kind, "bridge") != 0) {
-		if (vxk_del_link(nl, VX_K_BRIDGE, err) < 0)
+		if (vxk_del_link(nl, VX_K_BRIDGE, NULL, err) < 0)
 			goto out;
 		l = NULL;
 	}
 	if (l) {
 		br = *l;
-		if ((rc = vxk_fix_link(nl, &br, mtu, -1, 1, err)) < 0)
+		if (vxk_fix_link(nl, &br, mtu, -1, 1, &c, err) < 0)
 			goto out;
-		changed |= rc;
-		rc = -1;
+		any |= c;
 	} else {
-		if (create_bridge(nl, mtu, err) < 0 || vxk_get_link(nl, VX_K_BRIDGE, &br, err) < 0)
+		if (create_bridge(nl, mtu, err) < 0 ||
+		    vxk_get_link(nl, VX_K_BRIDGE, &br, NULL, err) < 0)
 			goto out;
-		changed = 1;
+		any = 1;
 	}
 
 	l = vxk_find(&ls, VX_K_VXLAN);
@@ -147,7 +149,7 @@ static int ensure(const struct vx_k_net *n, int nsfd, na_nl_t *nl, na_err_t *err
 	if (l && (strcmp(l->kind, "vxlan") != 0 || !vxlan_ok(n, l))) {
 		/* Underlay address or port changed (or someone else's device):
 		 * the socket parameters of a VXLAN device cannot be changed. */
-		if (vxk_del_link(nl, VX_K_VXLAN, err) < 0)
+		if (vxk_del_link(nl, VX_K_VXLAN, NULL, err) < 0)
 			goto out;
 		l = NULL;
 	}
@@ -155,35 +157,38 @@ static int ensure(const struct vx_k_net *n, int nsfd, na_nl_t *nl, na_err_t *err
 		vx = *l;
 	} else {
 		if (create_vxlan(n, nsfd, br.ifindex, err) < 0 ||
-		    vxk_get_link(nl, VX_K_VXLAN, &vx, err) < 0)
+		    vxk_get_link(nl, VX_K_VXLAN, &vx, NULL, err) < 0)
 			goto out;
-		changed = 1;
+		any = 1;
 	}
 	/* Master, then port flags (a new port starts with the defaults), then
 	 * up: a new port never forwards with learning on. */
 	if (vx.master != br.ifindex)
 		vx.brport = 0;
-	if ((rc = vxk_fix_link(nl, &vx, mtu, br.ifindex, -1, err)) < 0)
+	if (vxk_fix_link(nl, &vx, mtu, br.ifindex, -1, &c, err) < 0)
 		goto out;
-	changed |= rc;
-	if ((rc = fix_brport(nl, &vx, err)) < 0)
+	any |= c;
+	if (fix_brport(nl, &vx, &c, err) < 0)
 		goto out;
-	changed |= rc;
-	if ((rc = vxk_fix_link(nl, &vx, -1, -1, 1, err)) < 0)
+	any |= c;
+	if (vxk_fix_link(nl, &vx, -1, -1, 1, &c, err) < 0)
 		goto out;
-	changed |= rc;
-	rc = changed;
+	any |= c;
+	*changed = any;
+	rc = 0;
 out:
 	free(ls.v);
 	return rc;
 }
 
-int vx_k_network_create(const struct vx_k_net *n, na_err_t *err)
+int vx_k_network_create(const struct vx_k_net *n, int *changed, na_err_t *err)
 {
 	cleanup_nl na_nl_t *nl = NULL;
 	cleanup_close int nsfd = -1;
-	int mtu = vx_k_net_mtu(n), created, rc;
+	int mtu = vx_k_net_mtu(n), created, repaired;
 
+	if (changed)
+		*changed = 0;
 	if (!n->underlay || !n->underlay->ifindex || !n->underlay->addr)
 		return na_err_set(err, 503, "no_underlay", NULL,
 				  "network %s: the underlay has no IPv4 address", n->netns_path);
@@ -196,21 +201,22 @@ int vx_k_network_create(const struct vx_k_net *n, na_err_t *err)
 				  n->underlay->mtu, VX_K_OVERHEAD);
 	if (n->vni < 1 || n->vni > 0xffffff)
 		return na_err_set(err, 422, "invalid_field", "vni", "VNI %u out of range", n->vni);
-	created = na_netns_create(n->netns_path, err);
-	if (created < 0 || vxk_open(n->netns_path, &nl, &nsfd, err) < 0)
+	if (na_netns_create(n->netns_path, &created, err) < 0 ||
+	    vxk_open(n->netns_path, &nl, &nsfd, err) < 0)
 		return -1;
-	rc = ensure(n, nsfd, nl, err);
-	if (rc < 0) {
+	if (ensure(n, nsfd, nl, &repaired, err) < 0) {
 		/* A namespace made by this call is not left half-built (e.g.
 		 * VNI taken): the failed PUT leaves the kernel as it found it. */
 		if (created) {
 			na_err_t e2 = NA_ERR_INIT;
-			vx_k_network_delete(n->netns_path, &e2);
+			vx_k_network_delete(n->netns_path, NULL, &e2);
 		}
 		na_err_prefix(err, "network %s", n->netns_path);
 		return -1;
 	}
-	return rc | created;
+	if (changed)
+		*changed = repaired | created;
+	return 0;
 }
 
 /* Everything but lo that the group delete did not catch (devices made by
@@ -233,20 +239,22 @@ static int del_rest(na_nl_t *nl, na_err_t *err)
 	return rc < 0 ? -1 : 0;
 }
 
-int vx_k_network_delete(const char *netns_path, na_err_t *err)
+int vx_k_network_delete(const char *netns_path, int *removed, na_err_t *err)
 {
 	cleanup_nl na_nl_t *nl = NULL;
 	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
 	struct nlmsghdr *nlh;
 	int rc;
 
+	if (removed)
+		*removed = 0;
 	rc = vxk_open(netns_path, &nl, NULL, err);
 	if (rc == -ENOENT) {
 		na_err_clear(err);
 		return 0;
 	}
 	if (rc == -EINVAL) /* a stale file without a namespace mounted */
-		return na_netns_delete(netns_path, err);
+		return na_netns_delete(netns_path, removed, err);
 	if (rc < 0)
 		return -1;
 	/* Explicitly and synchronously rather than leaving it to the
@@ -263,7 +271,9 @@ int vx_k_network_delete(const char *netns_path, na_err_t *err)
 		na_err_prefix(err, "delete links of %s", netns_path);
 		return -1;
 	}
-	if (na_netns_delete(netns_path, err) < 0)
+	if (na_netns_delete(netns_path, NULL, err) < 0)
 		return -1;
-	return 1;
+	if (removed)
+		*removed = 1;
+	return 0;
 }

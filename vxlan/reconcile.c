@@ -26,25 +26,26 @@ static int w_reconcile(void *arg, na_err_t *err)
 	struct vx_snap *s = j->snap;
 	struct vx_k_net kn;
 	vx_snap_knet(s, &kn);
-	int r = vx_k_network_create(&kn, err);
-	if (r < 0)
+	int changed;
+	if (vx_k_network_create(&kn, &changed, err) < 0)
 		return -1;
-	j->repairs += (unsigned)r;
+	j->repairs += (unsigned)changed;
 	/* A recreated vxlan0 or br0 lost its FDB (the bridge's static entries
 	 * too, which the diff below does not see): program every remote. */
-	if (r > 0 && s->nremote && vx_k_remote_set_many(s->netns, s->remote, s->nremote, err) < 0)
+	if (changed && s->nremote && vx_k_remote_set_many(s->netns, s->remote, s->nremote, err) < 0)
 		return -1;
 	for (size_t i = 0; i < s->nlocal; i++) {
 		struct vx_k_ep ke;
 		na_err_t e = NA_ERR_INIT;
 		vx_snap_kep(&s->local[i], &ke);
-		r = vx_k_endpoint_attach(&kn, &ke, &e);
-		if (r < 0 && !j->error[0]) {
-			na_err_prefix(&e, "endpoint %s", ke.name);
-			size_t l = strnlen(e.msg, sizeof(j->error) - 1);
-			memcpy(j->error, e.msg, l);
-			j->error[l] = 0;
-		} else if (r > 0)
+		if (vx_k_endpoint_attach(&kn, &ke, &changed, &e) < 0) {
+			if (!j->error[0]) {
+				na_err_prefix(&e, "endpoint %s", ke.name);
+				size_t l = strnlen(e.msg, sizeof(j->error) - 1);
+				memcpy(j->error, e.msg, l);
+				j->error[l] = 0;
+			}
+		} else if (changed)
 			j->repairs++;
 	}
 	struct vx_k_state k = {0};
@@ -73,7 +74,8 @@ static int w_reconcile(void *arg, na_err_t *err)
 		rep.ndel = 0;
 	for (size_t i = 0; i < rep.ndel_links; i++) {
 		na_err_t e = NA_ERR_INIT;
-		if (vx_k_link_delete(s->netns, rep.del_links[i], &e) > 0)
+		int removed;
+		if (vx_k_link_delete(s->netns, rep.del_links[i], &removed, &e) == 0 && removed)
 			j->repairs++;
 	}
 	if (rep.ndel && vx_k_remote_del_many(s->netns, rep.del, rep.ndel, err) < 0)
@@ -186,7 +188,7 @@ static int w_gc_list(void *arg, na_err_t *err)
 static int w_gc_delete(void *arg, na_err_t *err)
 {
 	struct gjob *g = arg;
-	return vx_k_network_delete(g->path, err);
+	return vx_k_network_delete(g->path, NULL, err);
 }
 
 static void gc_deleted(void *arg, int rc, const na_err_t *err)

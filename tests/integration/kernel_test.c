@@ -245,8 +245,9 @@ static int selftest(void)
 
 	/* Namespace helpers. */
 	net_path(path, sizeof(path), "selftest-ns");
-	int c1 = na_netns_create(path, &err), c2 = na_netns_create(path, &err);
-	tap(c1 == 1 && c2 == 0 && na_netns_is_netns(path),
+	int c1 = -1, c2 = -1;
+	int r1 = na_netns_create(path, &c1, &err), r2 = na_netns_create(path, &c2, &err);
+	tap(r1 == 0 && r2 == 0 && c1 == 1 && c2 == 0 && na_netns_is_netns(path),
 	    "netns create makes a namespace, again is a no-op (%d %d) %s", c1, c2, err.msg);
 	struct nscheck c = {.home = thread_ns()};
 	ino_t after[4] = {0};
@@ -267,9 +268,11 @@ static int selftest(void)
 	na_nsworker_fini();
 	uv_run(&loop, UV_RUN_DEFAULT);
 	tap(uv_loop_close(&loop) == 0, "nsworker fini releases the loop");
-	int d1 = na_netns_delete(path, &err), d2 = na_netns_delete(path, &err);
+	int d1 = -1, d2 = -1;
+	r1 = na_netns_delete(path, &d1, &err);
+	r2 = na_netns_delete(path, &d2, &err);
 	struct stat st;
-	tap(d1 == 1 && d2 == 0 && stat(path, &st) < 0 && errno == ENOENT,
+	tap(r1 == 0 && r2 == 0 && d1 == 1 && d2 == 0 && stat(path, &st) < 0 && errno == ENOENT,
 	    "netns delete unmounts and unlinks, again is a no-op");
 
 	/* Underlay detection and error texts. */
@@ -303,7 +306,7 @@ static int bench_net_fn(void *arg, na_err_t *err)
 {
 	struct bjob *b = arg;
 	char tpath[256], name[64];
-	if (vx_k_network_create(&b->net, err) < 0)
+	if (vx_k_network_create(&b->net, NULL, err) < 0)
 		return -1;
 	for (int e = 0; e < b->neps; e++) {
 		snprintf(name, sizeof(name), "b%d-e%d", b->idx, e);
@@ -312,7 +315,7 @@ static int bench_net_fn(void *arg, na_err_t *err)
 				     .netns_path = tpath,
 				     .ip = 0xc6120000u | (uint32_t)(e + 2), /* 198.18.0.x */
 				     .plen = 24};
-		if (vx_k_endpoint_attach(&b->net, &ep, err) < 0)
+		if (vx_k_endpoint_attach(&b->net, &ep, NULL, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -328,7 +331,7 @@ static void bench_done(void *arg, int rc, const na_err_t *err)
 
 static int bench_del_fn(void *arg, na_err_t *err)
 {
-	return vx_k_network_delete(((struct bjob *)arg)->path, err);
+	return vx_k_network_delete(((struct bjob *)arg)->path, NULL, err);
 }
 
 /* fn over every network: from this thread, or through nsworker. */
@@ -370,7 +373,7 @@ static int bench(int nnets, int neps, int nremote, int threads)
 		for (int e = 0; e < neps; e++) {
 			snprintf(name, sizeof(name), "b%d-e%d", i, e);
 			net_path(tpath, sizeof(tpath), name);
-			if (na_netns_create(tpath, &err) < 0)
+			if (na_netns_create(tpath, NULL, &err) < 0)
 				die_err("bench netns", &err);
 		}
 	printf("bench: %d target namespaces in %.3f s (not counted)\n", nnets * neps, now_s() - t0);
@@ -387,9 +390,11 @@ static int bench(int nnets, int neps, int nremote, int threads)
 	printf("bench: created %d networks + %d endpoints in %.3f s (%s)\n", nnets, nnets * neps,
 	       tc, threads > 0 ? "nsworker" : "sequential");
 	t0 = now_s();
-	for (int i = 0; i < nnets; i++)
-		if (vx_k_network_create(&b[i].net, &err) != 0)
+	for (int i = 0; i < nnets; i++) {
+		int changed;
+		if (vx_k_network_create(&b[i].net, &changed, &err) < 0 || changed)
 			die_err("bench re-create", &err);
+	}
 	printf("bench: idempotent re-create of %d networks in %.3f s\n", nnets, now_s() - t0);
 
 	if (nremote > 0) {
@@ -438,7 +443,7 @@ static int bench(int nnets, int neps, int nremote, int threads)
 		for (int e = 0; e < neps; e++) {
 			snprintf(name, sizeof(name), "b%d-e%d", i, e);
 			net_path(tpath, sizeof(tpath), name);
-			na_netns_delete(tpath, &err);
+			na_netns_delete(tpath, NULL, &err);
 		}
 	free(b);
 	return bench_fail ? 1 : 0;
@@ -552,18 +557,18 @@ int main(int argc, char **argv)
 		struct vx_k_net n =
 		    mknet(path, sizeof(path), argv[1], (uint32_t)strtoul(argv[2], 0, 0),
 			  argc > 3 ? atoi(argv[3]) : 0);
-		rc = vx_k_network_create(&n, &err);
-		if (rc < 0)
+		int changed;
+		if (vx_k_network_create(&n, &changed, &err) < 0)
 			die_err("net-create", &err);
-		printf("changed=%d\n", rc);
+		printf("changed=%d\n", changed);
 		return 0;
 	}
 	if (!strcmp(cmd, "net-delete")) {
 		net_path(path, sizeof(path), argv[1]);
-		rc = vx_k_network_delete(path, &err);
-		if (rc < 0)
+		int removed;
+		if (vx_k_network_delete(path, &removed, &err) < 0)
 			die_err("net-delete", &err);
-		printf("changed=%d\n", rc);
+		printf("changed=%d\n", removed);
 		return 0;
 	}
 	if (!strcmp(cmd, "net-dump")) {
@@ -586,18 +591,18 @@ int main(int argc, char **argv)
 		if (argc > 6)
 			ep.ifname = argv[6];
 		struct vx_k_net n = mknet(path, sizeof(path), argv[1], 0, 0);
-		rc = vx_k_endpoint_attach(&n, &ep, &err);
-		if (rc < 0)
+		int changed;
+		if (vx_k_endpoint_attach(&n, &ep, &changed, &err) < 0)
 			die_err("ep-attach", &err);
-		printf("changed=%d\n", rc);
+		printf("changed=%d\n", changed);
 		return 0;
 	}
 	if (!strcmp(cmd, "ep-detach") && argc >= 3) {
 		net_path(path, sizeof(path), argv[1]);
-		rc = vx_k_endpoint_detach(path, argv[2], &err);
-		if (rc < 0)
+		int removed;
+		if (vx_k_endpoint_detach(path, argv[2], &removed, &err) < 0)
 			die_err("ep-detach", &err);
-		printf("changed=%d\n", rc);
+		printf("changed=%d\n", removed);
 		return 0;
 	}
 	if (!strcmp(cmd, "ep-dump")) {
