@@ -20,12 +20,35 @@ struct wreq {
 	char data[];
 };
 
+static void linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf);
+static void arm_timer(struct conn *c, int ms);
+
+/* Lingering close, as HTTP/1.1 servers must (RFC 9112 §9.6): a client that is still sending
+ * a body we refused (413 without Expect) would get an RST from close() with unread data in
+ * our receive buffer, and the RST can destroy our reply before the client reads it. So after
+ * our FIN we read and discard until the client's FIN, a byte cap or a short timer. */
 static void after_shutdown(uv_shutdown_t *r, int status)
 {
-	(void)status;
 	struct conn *c = r->data;
 	free(r);
-	conn_close(c);
+	if (status < 0 || c->closing) {
+		conn_close(c);
+		return;
+	}
+	c->lingering = 1;
+	c->linger_bytes = 0;
+	arm_timer(c, LINGER_MS);
+	if (uv_read_start(&c->u.s, on_alloc, linger_read) < 0)
+		conn_close(c);
+}
+
+static void linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	(void)buf;
+	struct conn *c = s->data;
+	if (nread < 0 || (c->linger_bytes += (size_t)nread) > LINGER_MAX_BYTES)
+		conn_close(c);
 }
 
 static void after_write(uv_write_t *w, int status)
@@ -134,8 +157,9 @@ static void conn_close(struct conn *c)
 /* Graceful end: TLS close_notify, then FIN once queued writes are out. */
 static void conn_end(struct conn *c)
 {
-	if (c->closing)
+	if (c->closing || c->ending)
 		return;
+	c->ending = 1; /* no more requests on this connection: what follows is discarded */
 	if (c->ssl && c->handshaken) {
 		SSL_shutdown(c->ssl);
 		flush_tls(c);
@@ -156,6 +180,10 @@ static void conn_end(struct conn *c)
 static void on_timeout(uv_timer_t *t)
 {
 	struct conn *c = t->data;
+	if (c->lingering) {
+		conn_close(c);
+		return;
+	}
 	if (c->state == C_READING) {
 		na_debug("connection timed out", "peer=%s begun=%d", c->peer, c->msg.begun);
 		conn_close(c);
@@ -261,42 +289,42 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void start_reading(struct conn *c)
 {
-	if (!c->reading && !c->closing && c->pending_len < READ_HIGHWATER) {
+	if (!c->reading && !c->closing && !c->ending && c->pending_len < READ_HIGHWATER) {
 		if (uv_read_start(&c->u.s, on_alloc, on_read) == 0)
 			c->reading = 1;
 	}
 }
 
+static const struct {
+	int status;
+	const char *phrase;
+} reasons[] = {
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {409, "Conflict"},
+    {413, "Content Too Large"},
+    {422, "Unprocessable Content"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+};
+
 static const char *reason(int status)
 {
-	switch (status) {
-	case 200:
-		return "OK";
-	case 201:
-		return "Created";
-	case 204:
-		return "No Content";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 409:
-		return "Conflict";
-	case 413:
-		return "Payload Too Large";
-	case 422:
-		return "Unprocessable Entity";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Status";
-	}
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].status == status)
+			return reasons[i].phrase;
+	return "Status";
 }
 
 static void send_early_error(struct conn *c, int status, const char *code, const char *msg)
@@ -342,7 +370,7 @@ static void conn_process(struct conn *c)
 	c->in_process = 1;
 	if (c->state == C_STREAMING)
 		c->pending_len = 0; /* an event stream is one-way: ignore what the client says */
-	while (!c->closing && c->state == C_READING && c->pending_len > 0) {
+	while (!c->closing && !c->ending && c->state == C_READING && c->pending_len > 0) {
 		int was_begun = c->msg.begun;
 		size_t n = na_msg_feed(&c->msg, c->pending, c->pending_len);
 		memmove(c->pending, c->pending + n, c->pending_len - n);

@@ -12,6 +12,10 @@
 
 #define MAX_LISTENERS  4
 #define READ_HIGHWATER (2 * 1024 * 1024)
+/* After our FIN: how long, and how much, we read and discard before close() (see after_shutdown).
+ */
+#define LINGER_MS	 2000
+#define LINGER_MAX_BYTES (8 * 1024 * 1024)
 /* An SSE client that lets this much pile up is too slow to keep. */
 #define STREAM_HIGHWATER (4 * 1024 * 1024)
 
@@ -49,7 +53,8 @@ struct conn {
 	na_req_t req;
 	char peer[128];
 	enum cstate state;
-	int closing, handles_open, in_process, reading, shutdown_after_write;
+	int closing, handles_open, in_process, reading, shutdown_after_write, ending, lingering;
+	size_t linger_bytes;
 	na_stream_close_fn on_close;
 	void *on_close_ud;
 };

@@ -109,6 +109,37 @@ EOF
 line=$("$PY" "$NA_TMP/chunked.py" "$(agent_sock a1)" 2>&1)
 like "1.1 MiB chunked body → 413" "$line" '^HTTP/1\.[01] 413 '
 
+# A client that writes its whole oversized body before reading (what curl does without
+# Expect): the server must keep draining after its 413 (lingering close), or the client blocks
+# on a full socket buffer, or the refused body is parsed as further requests and the
+# connection is reset under the answer. Deterministic: 4 MiB does not fit in socket buffers.
+cat >"$NA_TMP/linger.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+body = b"a" * (4 * 1024 * 1024)
+try:
+    s.sendall(b"PUT /v1/networks/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    s.shutdown(socket.SHUT_WR)
+except OSError as e:
+    print("send error: %s" % e)
+    sys.exit(0)
+data = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+except OSError as e:
+    print("recv error: %s" % e)
+    sys.exit(0)
+print("%s responses=%d" % (data.split(b"\r\n")[0].decode(errors="replace"), data.count(b"HTTP/1.1 ")))
+EOF
+line=$("$PY" "$NA_TMP/linger.py" "$(agent_sock a1)" 2>&1)
+is "4 MiB body written before reading → one 413, then a clean end" "$line" "HTTP/1.1 413 Content Too Large responses=1"
+
 # ---- malformed HTTP and pipelining (raw socket)
 cat >"$NA_TMP/raw.py" <<'EOF'
 import re, socket, sys, time

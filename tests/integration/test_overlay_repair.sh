@@ -30,7 +30,7 @@ api a1 PUT /v1/networks/n1/remote-endpoints/r2 "${J[@]}" -d '{"ip":"198.18.5.22/
 ok "setup: network n1, local l1 in a pinned target, remotes r1 r2"
 
 # ---- bridge static FDB entry
-brentry() { innet bridge fdb show dev vxlan0 | grep -q "^02:84:c6:12:05:15 master br0 static"; }
+brentry() { innet bridge fdb show dev vxlan0 | grep "^02:84:c6:12:05:15 master br0 static" >/dev/null; }
 check "r1 has its bridge static entry on the vxlan0 port" brentry
 t0=$(now_ms)
 # (the repair is event-driven: it may be back before a check could see it gone)
