@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RING	     1024
 #define HEARTBEAT_MS 15000
@@ -16,6 +17,11 @@ struct sub {
 
 static struct {
 	uv_timer_t heartbeat;
+	/* Event ids are base + seq. The base is this run's start in microseconds, so ids keep
+	 * growing across restarts (a run would need a million events a second to catch up
+	 * with the next run's base) and an id from an earlier run, or from nowhere, falls
+	 * outside [base+1, base+seq]: the client is told to resync rather than left waiting. */
+	unsigned long long base;
 	unsigned long long seq;
 	char *ring[RING]; /* formatted frames; ring[seq % RING] */
 	unsigned long long ring_seq[RING];
@@ -55,7 +61,8 @@ void na_events_publish(const char *type, const char *action, const char *name, j
 		return;
 	na_time_rfc3339(ts, sizeof(ts));
 	unsigned long long seq = ++ev.seq;
-	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)seq, "ts", ts, "type",
+	unsigned long long id = ev.base + seq;
+	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)id, "ts", ts, "type",
 			      type, "action", action, "name", name ? name : "");
 	if (!o)
 		return;
@@ -66,26 +73,46 @@ void na_events_publish(const char *type, const char *action, const char *name, j
 	if (!data)
 		return;
 	char *frame = NULL;
-	int n = asprintf(&frame, "id: %llu\nevent: %s\ndata: %s\n\n", seq, type, data);
+	int n = asprintf(&frame, "id: %llu\nevent: %s\ndata: %s\n\n", id, type, data);
 	free(data);
 	if (n < 0)
 		return;
 	free(ev.ring[seq % RING]);
 	ev.ring[seq % RING] = frame;
 	ev.ring_seq[seq % RING] = seq;
-	na_debug("event", "seq=%llu type=%s action=%s name=%s", seq, type, action,
-		 name ? name : "");
+	na_debug("event", "id=%llu type=%s action=%s name=%s", id, type, action, name ? name : "");
 	broadcast(frame, (size_t)n);
 }
 
-static void replay(na_req_t *req, unsigned long long after)
+static void send_resync(na_req_t *req, const char *reason)
 {
+	char frame[160];
+	int n =
+	    snprintf(frame, sizeof(frame), "id: %llu\nevent: resync\ndata: {\"reason\":\"%s\"}\n\n",
+		     ev.base + ev.seq, reason);
+	na_stream_send(req, frame, (size_t)n);
+}
+
+/* Replays what followed `last` (a Last-Event-ID), or says resync when we cannot. */
+static void replay(na_req_t *req, const char *last)
+{
+	char *end = NULL;
+	errno = 0;
+	unsigned long long id = strtoull(last, &end, 10);
+	if (errno || end == last || *end) {
+		send_resync(req, "unknown event id");
+		return;
+	}
+	if (id < ev.base || id > ev.base + ev.seq) {
+		/* Another run's id (the agent restarted) or one we never issued. */
+		send_resync(req, id < ev.base ? "agent restarted" : "unknown event id");
+		return;
+	}
+	unsigned long long after = id - ev.base;
 	unsigned long long first = ev.seq > RING ? ev.seq - RING + 1 : 1;
 	if (after + 1 < first) {
-		/* The client missed events we no longer hold: tell it to resync. */
-		static const char gap[] = "event: resync\ndata: {\"reason\":\"events lost\"}\n\n";
-		na_stream_send(req, gap, sizeof(gap) - 1);
-		after = first - 1;
+		send_resync(req, "events lost");
+		return;
 	}
 	for (unsigned long long s = after + 1; s <= ev.seq; s++) {
 		const char *f = ev.ring[s % RING];
@@ -118,11 +145,11 @@ static void h_events(na_req_t *req, void *ud)
 	ev.nsubs++;
 	na_stream_begin(req, unsubscribe, NULL);
 	char hello[64];
-	int n = snprintf(hello, sizeof(hello), "retry: 2000\n: seq %llu\n\n", ev.seq);
+	int n = snprintf(hello, sizeof(hello), "retry: 2000\n: last id %llu\n\n", ev.base + ev.seq);
 	if (na_stream_send(req, hello, (size_t)n) < 0)
 		return;
 	if (last && *last)
-		replay(req, strtoull(last, NULL, 10));
+		replay(req, last);
 }
 
 static void on_heartbeat(uv_timer_t *t)
@@ -141,6 +168,11 @@ int na_events_init(uv_loop_t *loop, na_api_t *api, na_err_t *err)
 {
 	if (na_api_register(api, routes, NA_ARRAY_SIZE(routes), err) < 0)
 		return -1;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	ev.base =
+	    (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000;
+	ev.seq = 0;
 	uv_timer_init(loop, &ev.heartbeat);
 	uv_timer_start(&ev.heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
 	uv_unref((uv_handle_t *)&ev.heartbeat);

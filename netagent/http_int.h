@@ -12,8 +12,7 @@
 
 #define MAX_LISTENERS  4
 #define READ_HIGHWATER (2 * 1024 * 1024)
-/* After our FIN: how long, and how much, we read and discard before close() (see after_shutdown).
- */
+/* After our FIN: how long and how much we discard before close() (see after_shutdown). */
 #define LINGER_MS	 2000
 #define LINGER_MAX_BYTES (8 * 1024 * 1024)
 /* An SSE client that lets this much pile up is too slow to keep. */

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/../lib.sh"
 cd "$NA_ROOT" || bail "no repo"
 if ! command -v clang >/dev/null; then
-	skip "fuzzer builds" "clang not installed"
+	not_ok "fuzzer builds" "clang not installed (make deps installs it)"
 	finish
 fi
 check "fuzz target builds with clang + libFuzzer" make -s fuzz-build

@@ -8,8 +8,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
-	echo "1..0 # SKIP etcd/etcdctl not installed (apt-get install etcd-server etcd-client)"
-	exit 0
+	bail "etcd/etcdctl not installed (make deps installs etcd-server etcd-client)"
 fi
 command -v bridge >/dev/null && command -v ping >/dev/null || bail "bridge/ping not found"
 

@@ -2,7 +2,7 @@
 # The daemon under valgrind memcheck: API errors, a network with endpoints,
 # an event stream, then SIGTERM. Any invalid access or definite leak fails.
 source "$(dirname "$0")/../lib.sh"
-command -v valgrind >/dev/null || { skip "valgrind run" "valgrind not installed"; finish; }
+command -v valgrind >/dev/null || bail "valgrind not installed (make deps installs it)"
 mkhost h1
 ip netns add "${NA_P}c1" || bail "netns"
 vg="$NA_TMP/vg.log"
