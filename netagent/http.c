@@ -58,6 +58,9 @@ static void after_write(uv_write_t *w, int status)
 	free(r);
 	if (status < 0 || c->closing)
 		return;
+	if (c->state == C_READING && c->pending_len > 0 &&
+	    uv_stream_get_write_queue_size(&c->u.s) <= WRITE_HIGHWATER)
+		conn_process(c); /* resume pipelined requests held back by unread replies */
 	if (c->shutdown_after_write && uv_stream_get_write_queue_size(&c->u.s) == 0) {
 		c->shutdown_after_write = 0;
 		uv_shutdown_t *s = malloc(sizeof(*s));
@@ -371,6 +374,9 @@ static void conn_process(struct conn *c)
 	if (c->state == C_STREAMING)
 		c->pending_len = 0; /* an event stream is one-way: ignore what the client says */
 	while (!c->closing && !c->ending && c->state == C_READING && c->pending_len > 0) {
+		/* A client that pipelines requests without reading the replies waits for them. */
+		if (uv_stream_get_write_queue_size(&c->u.s) > WRITE_HIGHWATER)
+			break;
 		int was_begun = c->msg.begun;
 		size_t n = na_msg_feed(&c->msg, c->pending, c->pending_len);
 		memmove(c->pending, c->pending + n, c->pending_len - n);

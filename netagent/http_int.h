@@ -10,8 +10,14 @@
 #include "netagent/http.h"
 #include "netagent/http_msg.h"
 
-#define MAX_LISTENERS  4
-#define READ_HIGHWATER (2 * 1024 * 1024)
+#define MAX_LISTENERS 4
+/* Memory bound, per connection: unparsed input up to READ_HIGHWATER plus one 64 KiB read,
+ * headers up to 32 KiB; unread replies pause pipelined requests past WRITE_HIGHWATER. Bodies
+ * (up to 1 MiB each) share BODY_BUDGET across all connections, so 512 connections cost
+ * about 512 * 160 KiB + 64 MiB + replies, not 512 * 3 MiB. */
+#define READ_HIGHWATER	(64 * 1024)
+#define WRITE_HIGHWATER (1024 * 1024)
+#define BODY_BUDGET	(64 * 1024 * 1024)
 /* After our FIN: how long and how much we discard before close() (see after_shutdown). */
 #define LINGER_MS	 2000
 #define LINGER_MAX_BYTES (8 * 1024 * 1024)
@@ -66,6 +72,7 @@ struct na_http {
 	int nls, ls_open;
 	struct conn *conns;
 	unsigned nconns;
+	size_t body_used; /* see BODY_BUDGET */
 	int draining;
 	void (*drain_done)(void *);
 	void *drain_ud;

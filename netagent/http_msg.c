@@ -91,7 +91,16 @@ static int on_body(http_parser *p, const char *at, size_t n)
 	na_msg_t *m = M(p);
 	if (m->body_len + n > NA_API_MAX_BODY)
 		return fail(m, 413, "body_too_large", "request body exceeds 1 MiB");
-	return append(&m->body, &m->body_len, at, n);
+	if (m->budget_used) {
+		if (*m->budget_used + n > m->budget_cap)
+			return fail(m, 503, "server_busy",
+				    "too many large requests in progress; retry shortly");
+	}
+	if (append(&m->body, &m->body_len, at, n) < 0)
+		return -1;
+	if (m->budget_used)
+		*m->budget_used += n;
+	return 0;
 }
 
 static int on_complete(http_parser *p)
@@ -131,7 +140,17 @@ void na_msg_reset(na_msg_t *m)
 	free(m->body);
 	free(m->path);
 	free(m->query);
+	size_t *used = m->budget_used, cap = m->budget_cap;
+	if (used)
+		*used -= m->body_len;
 	na_msg_init(m);
+	na_msg_set_budget(m, used, cap);
+}
+
+void na_msg_set_budget(na_msg_t *m, size_t *used, size_t cap)
+{
+	m->budget_used = used;
+	m->budget_cap = cap;
 }
 
 size_t na_msg_feed(na_msg_t *m, const char *data, size_t len)

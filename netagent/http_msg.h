@@ -23,6 +23,10 @@ typedef struct na_msg {
 	size_t hdr_bytes;
 	char *body;
 	size_t body_len, body_cap;
+	/* Server-wide bytes of bodies being assembled, shared by every connection (NULL: no cap).
+	 */
+	size_t *budget_used;
+	size_t budget_cap;
 	int begun;    /* first byte of a request seen */
 	int complete; /* a whole request is assembled */
 	int keepalive;
@@ -36,8 +40,11 @@ typedef struct na_msg {
 } na_msg_t;
 
 void na_msg_init(na_msg_t *m);
-/* Frees what the message holds and prepares for the next request. */
+/* Frees what the message holds and prepares for the next request (the budget stays). */
 void na_msg_reset(na_msg_t *m);
+/* Charges every body byte to *used, refusing with 503 past cap: with hundreds of
+ * connections, each allowed a 1 MiB body, the sum is what bounds the daemon's memory. */
+void na_msg_set_budget(na_msg_t *m, size_t *used, size_t cap);
 /* Consumes bytes up to the end of one request. Returns bytes consumed; check
  * m->complete and m->err_status afterwards. */
 size_t na_msg_feed(na_msg_t *m, const char *data, size_t len);

@@ -46,6 +46,7 @@ static void on_connection(uv_stream_t *ls, int status)
 	uv_timer_init(h->loop, &c->timer);
 	c->timer.data = c;
 	na_msg_init(&c->msg);
+	na_msg_set_budget(&c->msg, &h->body_used, BODY_BUDGET);
 	snprintf(c->peer, sizeof(c->peer), "%s", l->is_unix ? "unix" : "tls");
 	if (l->ctx) {
 		c->ssl = SSL_new(l->ctx);

@@ -131,6 +131,38 @@ elif cmd == "cap":
             after = repr(e)
         time.sleep(0.1)
     print("extra=%s alive=%d after=%s %.2f" % (extra, alive, after, time.time() - t1))
+elif cmd == "bodies":
+    # n connections each declare a 1 MiB body and send 900 KiB of it, then hold: without a
+    # server-wide budget the daemon would hold n * 900 KiB; with it, the excess gets 503.
+    n, pid = int(sys.argv[3]), sys.argv[4]
+    def rss_kib():
+        for l in open("/proc/%s/status" % pid):
+            if l.startswith("VmRSS:"):
+                return int(l.split()[1])
+    rss0 = rss_kib()
+    chunk = b"a" * (900 * 1024)
+    socks, busy = [], 0
+    for _ in range(n):
+        s = connect(path)
+        s.sendall(b"PUT /v1/networks/big HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        try:
+            s.sendall(chunk)
+        except OSError:
+            pass
+        socks.append(s)
+    time.sleep(0.5)
+    peak = rss_kib()
+    for s in socks:
+        s.settimeout(0.05)
+        try:
+            d = s.recv(200)
+            busy += 1 if b" 503 " in d and b"server_busy" in s.recv(400) + d else 0
+        except OSError:
+            pass
+    health = get(path)
+    for s in socks:
+        s.close()
+    print("growth_mib=%d busy=%d health=%s" % ((peak - rss0) // 1024, busy, health))
 EOF
 L() { "$PY" "$NA_TMP/load.py" "$@" 2>&1; }
 S1=$(agent_sock a1)
@@ -194,5 +226,17 @@ like "the $CAP connections under the cap stay open" "$out" "alive=$CAP "
 like "service resumes after the idle connections close" "$out" 'after=200 '
 out=$(L concurrent "$S2" 10)
 like "a2 serves 10 concurrent clients after the cap episode" "$out" '^10/10 ok'
+
+# ---- worst-case memory: 300 connections with 900 KiB of body each (270 MiB offered)
+out=$(L bodies "$S1" 300 "$(agent_pid a1)")
+diag "bodies: $out"
+if [[ $out =~ growth_mib=([0-9]+)\ busy=([0-9]+)\ health=200 ]] && [ "${BASH_REMATCH[1]}" -lt 120 ] && [ "${BASH_REMATCH[2]}" -gt 0 ]; then
+	ok "270 MiB of bodies in flight: memory grows by < 120 MiB, the excess gets 503 server_busy ($out)"
+else
+	not_ok "270 MiB of bodies in flight: memory bounded, excess 503 server_busy, health answers" "$out"
+fi
+big=$("$PY" -c 'import json; print(json.dumps({"vni": 77, "subnet": "198.18.7.0/24", "labels": {"pad": "x" * 900000}}))')
+api a1 PUT /v1/networks/afterbig -H 'Content-Type: application/json' --data-binary "$big"
+if [ "$HTTP_CODE" != 503 ] && [ "$HTTP_CODE" != 000 ]; then ok "the budget is released: a 900 KiB body afterwards is read (got $HTTP_CODE)"; else not_ok "the budget is released after the connections close" "$(last_req)"; fi
 
 finish
