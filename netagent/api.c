@@ -45,7 +45,7 @@ int na_api_register(na_api_t *api, const na_route_t *routes, size_t n, na_err_t 
 		for (size_t j = 0; j < api->n; j++)
 			if (strcmp(api->routes[j].method, routes[i].method) == 0 &&
 			    strcmp(api->routes[j].pattern, routes[i].pattern) == 0)
-				return na_err_set(err, 500, "internal", NULL,
+				return na_err_set(err, 500, "internal_error", NULL,
 						  "route %s %s registered twice", routes[i].method,
 						  routes[i].pattern);
 		if (api->n == api->cap) {
@@ -221,7 +221,7 @@ void na_reply_json(na_req_t *req, int status, json_t *body)
 void na_reply_err(na_req_t *req, const na_err_t *err)
 {
 	int status = err->status ? err->status : 500;
-	json_t *e = json_pack("{s:s, s:s}", "code", err->code[0] ? err->code : "internal",
+	json_t *e = json_pack("{s:s, s:s}", "code", err->code[0] ? err->code : "internal_error",
 			      "message", err->msg[0] ? err->msg : "internal error");
 	if (err->field[0])
 		json_object_set_new(e, "field", json_string(err->field));

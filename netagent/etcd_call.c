@@ -237,7 +237,7 @@ int etcd_call_start(na_etcd_t *e, enum etcd_kind k, const char *path, json_t *re
 {
 	cleanup_json json_t *j = req;
 	if (!e || !cb)
-		return na_err_set(err, 500, "internal", NULL, "etcd call without session/callback");
+		return na_err_set(err, 500, "internal_error", NULL, "etcd call without session/callback");
 	if (e->closing)
 		return na_err_set(err, 503, NA_ETCD_ECANCELLED, NULL, "etcd session closed");
 	if (!j)
@@ -297,7 +297,7 @@ void na_etcd_cancel(na_etcd_t *e, void *ud)
 static int need_key(const char *key, na_err_t *err)
 {
 	if (!key)
-		return na_err_set(err, 500, "internal", NULL, "etcd call without a key");
+		return na_err_set(err, 500, "internal_error", NULL, "etcd call without a key");
 	return 0;
 }
 

@@ -244,7 +244,7 @@ na_etcd_lease_t *na_etcd_lease_start(na_etcd_t *e, const na_etcd_lease_cfg_t *cf
 				     const na_etcd_lease_ops_t *ops, void *ud, na_err_t *err)
 {
 	if (!e || !cfg || !ops) {
-		na_err_set(err, 500, "internal", NULL, "etcd lease keeper without config");
+		na_err_set(err, 500, "internal_error", NULL, "etcd lease keeper without config");
 		return NULL;
 	}
 	if (cfg->ttl_s < 1 || cfg->ttl_s > 86400 || cfg->margin_ms < 0 ||

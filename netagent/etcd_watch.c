@@ -334,7 +334,7 @@ na_etcd_watch_t *na_etcd_watch(na_etcd_t *e, const char *key, const na_etcd_watc
 			       const na_etcd_watch_ops_t *ops, void *ud, na_err_t *err)
 {
 	if (!e || !key || !ops || !ops->reset || !ops->event) {
-		na_err_set(err, 500, "internal", NULL, "etcd watch without key or callbacks");
+		na_err_set(err, 500, "internal_error", NULL, "etcd watch without key or callbacks");
 		return NULL;
 	}
 	if (e->closing) {

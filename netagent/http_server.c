@@ -97,7 +97,7 @@ int na_http_new(uv_loop_t *loop, na_api_t *api, const na_http_opts_t *opts, na_h
 static struct listener *new_listener(na_http_t *h, na_err_t *err)
 {
 	if (h->nls == MAX_LISTENERS) {
-		na_err_set(err, 500, "internal", NULL, "too many listeners");
+		na_err_set(err, 500, "internal_error", NULL, "too many listeners");
 		return NULL;
 	}
 	struct listener *l = &h->ls[h->nls];

@@ -101,7 +101,7 @@ int na_underlay_detect(const char *ifname, na_underlay_t *out, na_err_t *err)
 		if (na_nl_call(nl, nlh, route_cb, &d, err, "list routes") < 0)
 			return -1;
 		if (!d.ifindex)
-			return na_err_set(err, 500, "no_underlay", "underlay_if",
+			return na_err_set(err, 503, "no_underlay", "underlay_if",
 					  "no default route: pass --underlay-if");
 		ifi.ifi_index = d.ifindex;
 	}
@@ -112,7 +112,7 @@ int na_underlay_detect(const char *ifname, na_underlay_t *out, na_err_t *err)
 	rc = na_nl_call(nl, nlh, link_cb, out, err, "underlay interface %s",
 			ifname ? ifname : "of the default route");
 	if (rc == -ENODEV) {
-		err->status = 500;
+		err->status = 503;
 		snprintf(err->code, sizeof(err->code), "no_underlay");
 		snprintf(err->field, sizeof(err->field), "underlay_if");
 	}
