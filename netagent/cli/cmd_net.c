@@ -75,7 +75,7 @@ int cmd_net_apply(cli_t *cli, cli_args_t *a, na_err_t *err)
 {
 	/* What GET shows but PUT does not take, so that the output of
 	 * `net show -o json` can be fed back with -f. */
-	static const char *const readonly[] = {"netns", "endpoints", "status"};
+	static const char *const readonly[] = {"netns", "endpoints", "status", "repairs"};
 	const char *name = a->argv[0], *file = cli_opt(a, "file"), *subnet = cli_opt(a, "subnet");
 	cleanup_json json_t *body = NULL;
 	cleanup_json json_t *res = NULL;
