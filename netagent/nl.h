@@ -91,8 +91,8 @@ int na_nl_ifindex(na_nl_t *nl, const char *ifname, na_err_t *err);
  * address fails with -EEXIST; with replace it is renewed (lifetimes). */
 int na_nl_addr_add(na_nl_t *nl, int ifindex, const na_addr_t *a, const na_nl_addr_opts_t *o,
 		   na_err_t *err);
-/* Removes a; 0 when it was there, 1 when it was absent (no error). */
-int na_nl_addr_del(na_nl_t *nl, int ifindex, const na_addr_t *a, na_err_t *err);
+/* Removes a; an absent address is no error. *removed (may be NULL) says whether it was there. */
+int na_nl_addr_del(na_nl_t *nl, int ifindex, const na_addr_t *a, int *removed, na_err_t *err);
 typedef struct na_nl_addr_info {
 	na_addr_t addr;
 	int ifindex;

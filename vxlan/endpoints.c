@@ -226,8 +226,8 @@ static void resume(void *ud)
 		fail(op, &err);
 		return;
 	}
-	int busy = vx_after_idle(op->n, resume, op);
-	if (busy < 0) {
+	int busy;
+	if (vx_after_idle(op->n, resume, op, &busy) < 0) {
 		vx_err_queue(&err, op->n);
 		fail(op, &err);
 		return;

@@ -47,8 +47,9 @@ static void after_done(void *ud, int rc, const na_err_t *err)
 	free(a);
 }
 
-int vx_after_idle(vx_net_t *n, void (*fn)(void *ud), void *ud)
+int vx_after_idle(vx_net_t *n, void (*fn)(void *ud), void *ud, int *deferred)
 {
+	*deferred = 0;
 	if (!n->busy)
 		return 0;
 	struct after *a = malloc(sizeof(*a));
@@ -60,7 +61,8 @@ int vx_after_idle(vx_net_t *n, void (*fn)(void *ud), void *ud)
 		free(a);
 		return -1;
 	}
-	return 1;
+	*deferred = 1;
+	return 0;
 }
 
 struct rerun {
@@ -84,7 +86,8 @@ int vx_wait_idle(vx_net_t *n, na_req_t *req, na_handler_fn fn)
 		r->req = req;
 		r->fn = fn;
 	}
-	if (!r || vx_after_idle(n, rerun, r) < 0) {
+	int deferred;
+	if (!r || vx_after_idle(n, rerun, r, &deferred) < 0) {
 		free(r);
 		na_err_t err = NA_ERR_INIT;
 		vx_err_queue(&err, n);

@@ -136,9 +136,9 @@ vx_net_t *vx_req_net(na_req_t *req);
 /* The {name} endpoint of n (want_local: 1 local, 0 pushed, -1 any); replies
  * 404 and returns NULL when absent. */
 vx_ep_t *vx_req_ep(na_req_t *req, vx_net_t *n, int want_local);
-/* When n has a create/delete job in flight, runs fn(ud) once it is done and
- * returns 1 (fn gets ud even if the barrier cannot be queued: it re-checks). */
-int vx_after_idle(vx_net_t *n, void (*fn)(void *ud), void *ud);
+/* When n has a create/delete job in flight, runs fn(ud) once it is done and sets
+ * *deferred (fn gets ud even if the barrier cannot be queued: it re-checks). */
+int vx_after_idle(vx_net_t *n, void (*fn)(void *ud), void *ud, int *deferred);
 /* The same for a request: re-runs the handler fn(req) afterwards. */
 int vx_wait_idle(vx_net_t *n, na_req_t *req, na_handler_fn fn);
 /* 503 "unavailable": a job for n could not be queued (out of memory,
