@@ -9,7 +9,7 @@
 # The building blocks (hosts, agents, cleanup) come from tests/lib.sh.
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "demo: needs root (network namespaces); try: sudo make demo" >&2
+	echo "demo: needs root (network namespaces): run make demo as root (or with sudo)" >&2
 	exit 1
 fi
 export NA_LOG_LEVEL=${NA_LOG_LEVEL:-info} NA_AGENT_EXACT=1
