@@ -106,3 +106,9 @@ TXT
 # Overlay with etcd: time to learn 5,000 endpoints (bench/overlay_etcd.sh), with its own
 # namespace prefix (lib.sh exports ours to the agents' tests, not to a second harness).
 env -u NA_T -u NA_TMP bench/overlay_etcd.sh
+
+# Containers: start latency beside runc by hand, 50 at once, adoption (bench/containers.sh).
+env -u NA_T -u NA_TMP bench/containers.sh
+
+# VIPs: failover as a client sees it, beside a hand-run ip addr script (bench/vip.sh).
+env -u NA_T -u NA_TMP bench/vip.sh

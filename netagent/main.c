@@ -8,7 +8,9 @@
 #include "netagent/nsworker.h"
 #include "netagent/util.h"
 #include "netagent/validate.h"
+#include "provision/provision.h"
 #include "vxlan/vxlan.h"
+#include "vip/vip.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -18,6 +20,8 @@
 /* The module table: the only place that knows every module. */
 static const na_module_t *const modules[] = {
     &vx_module,
+    &vip_module,
+    &pv_module,
     NULL,
 };
 static size_t nmods(void)

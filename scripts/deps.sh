@@ -12,8 +12,10 @@ PACKAGES=(
 	libuv1-dev libssl-dev openssl libjansson-dev libhttp-parser-dev
 	libnl-3-dev libnl-route-3-dev libmnl-dev libcurl4-openssl-dev libcmocka-dev
 	# tools the tests, demo and operators use
-	curl iproute2 iputils-ping tcpdump etcd-server etcd-client python3
+	curl iproute2 iputils-ping tcpdump etcd-server etcd-client python3 nftables
 	valgrind procps psmisc util-linux kmod
+	# containers (provision/): the OCI runtime
+	runc
 )
 
 missing=()

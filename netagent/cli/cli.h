@@ -162,5 +162,20 @@ int cmd_net_exec(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ep_ls(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ep_add(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ep_rm(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_ls(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_show(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_apply(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_rm(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_start(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_stop(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_restart(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_logs(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_ct_exec(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_vip_ls(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_vip_show(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_vip_apply(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_vip_rm(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_vip_failover(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_vip_history(cli_t *cli, cli_args_t *a, na_err_t *err);
 
 #endif

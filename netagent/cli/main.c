@@ -37,6 +37,36 @@ static const cli_opt_t ep_rm_opts[] = {
     {"remote", 0, NULL, "remove a remote endpoint"},
     {0},
 };
+static const cli_opt_t ct_apply_opts[] = {
+    {"file", 'f', "FILE", "JSON body from FILE ('-' = stdin); flags override its fields"},
+    {"role", 0, "ROLE", "generic (default), postgres, gateway"},
+    {"image", 0, "host|PATH", "the host image (default) or a rootfs directory"},
+    {"net", 0, "NET[=IP],...", "overlay networks, eth0 first; IP allocated when omitted"},
+    {"volume", 0, "NAME:/MOUNT,...", "volumes under the agent's state dir"},
+    {"memory", 0, "MB", "memory limit in MiB (at least 32)"},
+    {"restart", 0, "POLICY", "always, on-failure or never"},
+    {"env", 0, "K=V,...", "environment variables (values without commas; else use -f)"},
+    {0},
+};
+static const cli_opt_t ct_rm_opts[] = {
+    {"purge", 0, NULL, "also delete the container's volumes"},
+    {0},
+};
+static const cli_opt_t vip_apply_opts[] = {
+    {"file", 'f', "FILE", "JSON body from FILE ('-' = stdin); flags override its fields"},
+    {"address", 0, "CIDR", "the VIP with its prefix length (192.0.2.100/24)"},
+    {"interface", 0, "IF", "target: a host interface (default eth0)"},
+    {"container", 0, "NAME", "target: a gateway container's uplink"},
+    {"priority", 0, "N", "0..255 (default 100)"},
+    {"preempt", 0, NULL, "take the VIP back from a lower priority holder"},
+    {0},
+};
+static const cli_opt_t ct_logs_opts[] = {
+    {"tail", 0, "N", "last N lines (default 100)"},
+    {"follow", 'f', NULL, "keep printing new lines"},
+    {"timestamps", 't', NULL, "prefix each line with its time and stream"},
+    {0},
+};
 
 /* Sorted as `help` shows them. */
 static const cli_cmd_t commands[] = {
@@ -61,6 +91,27 @@ static const cli_cmd_t commands[] = {
      "--remote --ip CIDR --mac MAC --vtep ADDR)",
      2, 2, 0, cmd_ep_add, "attach a local endpoint, or declare a remote one", ep_add_opts},
     {"ep rm", "NET NAME [--remote]", 2, 2, 0, cmd_ep_rm, "remove an endpoint", ep_rm_opts},
+    {"ct ls", "", 0, 0, 0, cmd_ct_ls, "list containers", NULL},
+    {"ct show", "NAME", 1, 1, 0, cmd_ct_show, "show one container", NULL},
+    {"ct apply", "NAME [-f FILE] [OPTIONS] [-- CMD [ARG...]]", 1, -1, 0, cmd_ct_apply,
+     "create or update a container", ct_apply_opts},
+    {"ct rm", "NAME [--purge]", 1, 1, 0, cmd_ct_rm, "delete a container (volumes kept)",
+     ct_rm_opts},
+    {"ct start", "NAME", 1, 1, 0, cmd_ct_start, "start a stopped container", NULL},
+    {"ct stop", "NAME", 1, 1, 0, cmd_ct_stop, "stop a container (it stays stopped)", NULL},
+    {"ct restart", "NAME", 1, 1, 0, cmd_ct_restart, "restart a container", NULL},
+    {"ct logs", "NAME [--tail N] [-f] [-t]", 1, 1, 0, cmd_ct_logs, "a container's output",
+     ct_logs_opts},
+    {"ct exec", "NAME [--] CMD [ARG...]", 2, -1, 1, cmd_ct_exec,
+     "run CMD inside the container (local socket only, root)", NULL},
+    {"vip ls", "", 0, 0, 0, cmd_vip_ls, "list VIPs: state, holder, health", NULL},
+    {"vip show", "NAME", 1, 1, 0, cmd_vip_show, "show one VIP (candidates with etcd)", NULL},
+    {"vip apply", "NAME (--address CIDR [--interface IF | --container NAME] | -f FILE)", 1, 1, 0,
+     cmd_vip_apply, "create or update a VIP", vip_apply_opts},
+    {"vip rm", "NAME", 1, 1, 0, cmd_vip_rm, "delete a VIP (its address goes at once)", NULL},
+    {"vip failover", "NAME", 1, 1, 0, cmd_vip_failover,
+     "hand the VIP held here to another healthy candidate", NULL},
+    {"vip history", "NAME", 1, 1, 0, cmd_vip_history, "the VIP's transitions on this agent", NULL},
     {"help", "[COMMAND...]", 0, -1, 0, NULL, "show this help, or one command's", NULL},
 };
 

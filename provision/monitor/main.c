@@ -1,0 +1,465 @@
+/* netagent-monitor: started by the agent for one container run.
+ *
+ *   netagent-monitor --id ID --runtime RUNC --root DIR --bundle DIR --dir DIR
+ *                    [--cgroup PATH] [--stop-timeout S] [--restarts N] [--tag T]
+ *                    [--log-max BYTES] [--log-files N] [--sync-fd FD]
+ *
+ * It forks once more and the first process exits, so the monitor is
+ * reparented away from the agent (the agent is nobody's parent and may be
+ * killed at any moment). It becomes a child subreaper, runs `runc run -d`,
+ * and the container's init, orphaned when runc exits, is reparented to it:
+ * it alone can wait for the init's exit status. Over the sync socket the
+ * agent gets {"monitor":PID} (and answers "go" once it holds a pidfd of
+ * it), then {"pid":PID} or {"error":MSG}. In --dir it keeps monitor.json
+ * (who runs), exit.json (how it ended), ctr.log* (the output) and
+ * runc.log. SIGTERM stops the container: SIGTERM to the init, SIGKILL
+ * after --stop-timeout. After the exit: `runc delete`, exit.json, exit. */
+#include "netagent/log.h"
+#include "provision/monitor/mon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct {
+	const char *id, *runtime, *root, *bundle, *dir, *cgroup, *tag;
+	int stop_timeout, sync_fd, log_files;
+	long long log_max;
+	unsigned restarts;
+} cfg = {.stop_timeout = 10, .sync_fd = -1, .log_files = 3, .log_max = 1 << 20, .tag = ""};
+
+static unsigned long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
+static int parse(int argc, char **argv)
+{
+	static const struct option o[] = {
+	    {"id", 1, 0, 'i'},
+	    {"runtime", 1, 0, 'r'},
+	    {"root", 1, 0, 'R'},
+	    {"bundle", 1, 0, 'b'},
+	    {"dir", 1, 0, 'd'},
+	    {"cgroup", 1, 0, 'c'},
+	    {"stop-timeout", 1, 0, 's'},
+	    {"restarts", 1, 0, 'n'},
+	    {"tag", 1, 0, 't'},
+	    {"log-max", 1, 0, 'm'},
+	    {"log-files", 1, 0, 'f'},
+	    {"sync-fd", 1, 0, 'S'},
+	    {0, 0, 0, 0},
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			cfg.id = optarg;
+			break;
+		case 'r':
+			cfg.runtime = optarg;
+			break;
+		case 'R':
+			cfg.root = optarg;
+			break;
+		case 'b':
+			cfg.bundle = optarg;
+			break;
+		case 'd':
+			cfg.dir = optarg;
+			break;
+		case 'c':
+			cfg.cgroup = optarg;
+			break;
+		case 't':
+			cfg.tag = optarg;
+			break;
+		case 's':
+			cfg.stop_timeout = atoi(optarg);
+			break;
+		case 'n':
+			cfg.restarts = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'm':
+			cfg.log_max = atoll(optarg);
+			break;
+		case 'f':
+			cfg.log_files = atoi(optarg);
+			break;
+		case 'S':
+			cfg.sync_fd = atoi(optarg);
+			break;
+		default:
+			return -1;
+		}
+	}
+	return cfg.id && cfg.runtime && cfg.root && cfg.bundle && cfg.dir ? 0 : -1;
+}
+
+static void sync_send(json_t *msg)
+{
+	char *s = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (s && cfg.sync_fd >= 0) {
+		size_t n = strlen(s);
+		s[n] = '\n'; /* the NUL becomes the line end */
+		if (write(cfg.sync_fd, s, n + 1) < 0)
+			na_warn("sync write failed", "error=\"%s\"", strerror(errno));
+	}
+	free(s);
+}
+
+/* Waits for the agent's "go": it holds a pidfd of us now, so it will see
+ * our exit whatever happens next. EOF or silence means the agent is gone:
+ * start nothing (its reconcile would find an unknown container). */
+static int wait_go(void)
+{
+	char buf[16];
+	size_t got = 0;
+	unsigned long long end = mono_ms() + 10000;
+	while (got < 3) {
+		struct pollfd p = {cfg.sync_fd, POLLIN, 0};
+		long long left = (long long)(end - mono_ms());
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return -1;
+		ssize_t r = read(cfg.sync_fd, buf + got, sizeof(buf) - 1 - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return strncmp(buf, "go\n", 3) ? -1 : 0;
+}
+
+static pid_t spawn(char *const *argv, int out, int err)
+{
+	pid_t p = fork();
+	if (p != 0)
+		return p;
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	dup2(null, 0);
+	dup2(out >= 0 ? out : null, 1);
+	dup2(err >= 0 ? err : null, 2);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	execv(argv[0], argv);
+	_exit(127);
+}
+
+static int wait_pid(pid_t p)
+{
+	int st = 0;
+	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+		;
+	return st;
+}
+
+static void runc_delete(void)
+{
+	char *argv[] = {(char *)cfg.runtime, "--root", (char *)cfg.root, "delete", "--force",
+			(char *)cfg.id,	     NULL};
+	pid_t p = spawn(argv, -1, -1);
+	if (p > 0)
+		wait_pid(p);
+}
+
+/* runc's own error, from its JSON log: the last error-level message. */
+static void runc_error(char *out, size_t n)
+{
+	char p[600], line[4096];
+	snprintf(out, n, "runc failed (no message in runc.log)");
+	snprintf(p, sizeof(p), "%s/runc.log", cfg.dir);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		json_t *j = json_loads(line, 0, NULL);
+		const char *lvl = json_string_value(json_object_get(j, "level"));
+		const char *msg = json_string_value(json_object_get(j, "msg"));
+		if (lvl && msg && (!strcmp(lvl, "error") || !strcmp(lvl, "fatal")))
+			snprintf(out, n, "%s", msg);
+		json_decref(j);
+	}
+	fclose(f);
+}
+
+static int read_pid(void)
+{
+	char p[600], buf[32] = "";
+	snprintf(p, sizeof(p), "%s/pid", cfg.dir);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return -1;
+	buf[r] = 0;
+	return atoi(buf);
+}
+
+/* The memory cgroup's OOM kill counter, v1 or v2. */
+static int oom_killed(void)
+{
+	char p[700], line[128];
+	const char *files[] = {"/sys/fs/cgroup/memory%s/memory.oom_control",
+			       "/sys/fs/cgroup/unified%s/memory.events",
+			       "/sys/fs/cgroup%s/memory.events"};
+	if (!cfg.cgroup)
+		return 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(p, sizeof(p), files[i], cfg.cgroup);
+		FILE *f = fopen(p, "re");
+		if (!f)
+			continue;
+		long n = 0;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "oom_kill %ld", &n) == 1)
+				break;
+		fclose(f);
+		if (n > 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void write_json(const char *name, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	if (!s)
+		return;
+	int r = mon_write_atomic(cfg.dir, name, s, strlen(s));
+	if (r < 0)
+		na_error("cannot write state", "file=%s error=\"%s\"", name, strerror(-r));
+	free(s);
+}
+
+static void fail(const char *msg)
+{
+	char ts[32];
+	mon_timestamp(ts, sizeof(ts));
+	na_error("container did not start", "id=%s error=\"%s\"", cfg.id, msg);
+	write_json("exit.json",
+		   json_pack("{s:n, s:n, s:s, s:s, s:b, s:b, s:I, s:s}", "exit_code", "signal",
+			     "finished", ts, "error", msg, "oom_killed", 0, "stop_requested", 0,
+			     "restarts", (json_int_t)cfg.restarts, "tag", cfg.tag));
+	sync_send(json_pack("{s:s}", "error", msg));
+	runc_delete();
+	exit(1);
+}
+
+/* Everything after the init is known: log the pipes, wait for the exit,
+ * stop it when asked. */
+static int supervise(pid_t init, int sfd, mon_stream_t *st, mon_log_t *lg, int *stopped)
+{
+	int status = -1, exited = 0;
+	unsigned long long kill_at = 0, drain_until = 0;
+	char buf[65536];
+	for (;;) {
+		struct pollfd p[3] = {
+		    {sfd, POLLIN, 0}, {st[0].fd, POLLIN, 0}, {st[1].fd, POLLIN, 0}};
+		int timeout = -1;
+		unsigned long long now = mono_ms(), at = exited ? drain_until : kill_at;
+		if (exited && st[0].fd < 0 && st[1].fd < 0)
+			break;
+		if (at) {
+			if (now >= at) {
+				if (exited)
+					break; /* a daemonized grandchild keeps a pipe open */
+				kill(init, SIGKILL);
+				kill_at = 0;
+				continue;
+			}
+			timeout = (int)(at - now);
+		}
+		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < 2; i++) {
+			if (st[i].fd < 0 || !(p[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t r = read(st[i].fd, buf, sizeof(buf));
+			if (r > 0) {
+				mon_stream_feed(lg, &st[i], buf, (size_t)r);
+			} else if (r == 0 || errno != EINTR) {
+				mon_stream_flush(lg, &st[i]);
+				close(st[i].fd);
+				st[i].fd = -1;
+			}
+		}
+		if (!(p[0].revents & POLLIN))
+			continue;
+		struct signalfd_siginfo si;
+		if (read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGTERM && !exited && !*stopped) {
+			*stopped = 1;
+			/* The init cannot be a recycled pid: it is our
+			 * unreaped child. */
+			kill(init, cfg.stop_timeout > 0 ? SIGTERM : SIGKILL);
+			kill_at = mono_ms() + (unsigned long long)cfg.stop_timeout * 1000ULL;
+		} else if (si.ssi_signo == SIGCHLD) {
+			int s;
+			pid_t w;
+			/* Orphans of the container are reparented to us too. */
+			while ((w = waitpid(-1, &s, WNOHANG)) > 0)
+				if (w == init) {
+					status = s;
+					exited = 1;
+					kill_at = 0;
+					drain_until = mono_ms() + 2000;
+				}
+		}
+	}
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	if (parse(argc, argv) < 0) {
+		fprintf(stderr, "usage: netagent-monitor --id ID --runtime RUNC --root DIR "
+				"--bundle DIR --dir DIR [--cgroup P] [--stop-timeout S] "
+				"[--restarts N] [--tag T] [--log-max B] [--log-files N] "
+				"[--sync-fd FD]\n");
+		return 2;
+	}
+	/* Out of the agent's way: the first process exits at once (the agent
+	 * reaps it), the second runs on with PID 1 (or the nearest subreaper)
+	 * as its parent, in a session of its own. */
+	pid_t p = fork();
+	if (p < 0)
+		return 1;
+	if (p > 0)
+		_exit(0);
+	setsid();
+	char path[600];
+	snprintf(path, sizeof(path), "%s/monitor.log", cfg.dir);
+	int lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	dup2(null, 0);
+	dup2(null, 1);
+	dup2(lfd >= 0 ? lfd : null, 2);
+	if (cfg.sync_fd >= 0 && cfg.sync_fd != 3 && dup2(cfg.sync_fd, 3) == 3) {
+		close(cfg.sync_fd);
+		cfg.sync_fd = 3;
+	}
+	if (cfg.sync_fd == 3)
+		fcntl(3, F_SETFD, FD_CLOEXEC);
+	/* Nothing of the agent's leaks into runc or the container. */
+	close_range(cfg.sync_fd == 3 ? 4 : 3, ~0U, 0);
+
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 || sfd < 0)
+		fail("cannot become a child subreaper");
+
+	sync_send(json_pack("{s:i}", "monitor", (int)getpid()));
+	if (wait_go() < 0) {
+		na_warn("agent did not confirm, not starting", "id=%s", cfg.id);
+		return 1;
+	}
+
+	int out[2], err[2];
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+		fail("cannot create the output pipes");
+	mon_log_t lg;
+	if (mon_log_open(&lg, cfg.dir, cfg.log_max, cfg.log_files) < 0)
+		fail("cannot open the container log");
+	snprintf(path, sizeof(path), "%s/exit.json", cfg.dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/pid", cfg.dir);
+	unlink(path);
+	char rlog[600];
+	snprintf(rlog, sizeof(rlog), "%s/runc.log", cfg.dir);
+	unlink(rlog);
+
+	/* runc run -d hands its stdio to the container and returns once the
+	 * process runs; its own errors go to --log (and to stderr, which is
+	 * the container's: they show in the container log too). */
+	char *rargv[] = {(char *)cfg.runtime,
+			 "--root",
+			 (char *)cfg.root,
+			 "--log",
+			 rlog,
+			 "--log-format",
+			 "json",
+			 "run",
+			 "-d",
+			 "--pid-file",
+			 path,
+			 "--bundle",
+			 (char *)cfg.bundle,
+			 (char *)cfg.id,
+			 NULL};
+	pid_t runc = spawn(rargv, out[1], err[1]);
+	close(out[1]);
+	close(err[1]);
+	if (runc < 0)
+		fail("cannot fork runc");
+	mon_stream_t st[2] = {{out[0], "stdout", {0}, 0}, {err[0], "stderr", {0}, 0}};
+	int rs = wait_pid(runc);
+	if (!WIFEXITED(rs) || WEXITSTATUS(rs) != 0) {
+		char msg[1024];
+		runc_error(msg, sizeof(msg));
+		fail(msg);
+	}
+	pid_t init = read_pid();
+	if (init <= 0)
+		fail("runc did not write the container's pid file");
+	char ts[32];
+	mon_timestamp(ts, sizeof(ts));
+	unsigned long long t0 = mono_ms();
+	write_json("monitor.json",
+		   json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "monitor", (int)getpid(), "pid",
+			     (int)init, "id", cfg.id, "started", ts, "started_ms",
+			     (json_int_t)mon_realtime_ms(), "restarts", (json_int_t)cfg.restarts,
+			     "tag", cfg.tag));
+	sync_send(json_pack("{s:i, s:s}", "pid", (int)init, "started", ts));
+	close(cfg.sync_fd);
+	cfg.sync_fd = -1;
+	na_info("container started", "id=%s pid=%d", cfg.id, (int)init);
+
+	int stopped = 0;
+	int status = supervise(init, sfd, st, &lg, &stopped);
+	for (int i = 0; i < 2; i++)
+		if (st[i].fd >= 0)
+			mon_stream_flush(&lg, &st[i]);
+	int oom = oom_killed();
+	runc_delete();
+	mon_timestamp(ts, sizeof(ts));
+	json_t *code = json_null(), *sig = json_null();
+	if (status >= 0 && WIFEXITED(status))
+		code = json_integer(WEXITSTATUS(status));
+	else if (status >= 0 && WIFSIGNALED(status)) {
+		code = json_integer(128 + WTERMSIG(status));
+		sig = json_integer(WTERMSIG(status));
+	}
+	write_json("exit.json",
+		   json_pack("{s:o, s:o, s:s, s:b, s:b, s:i, s:I, s:I, s:s}", "exit_code", code,
+			     "signal", sig, "finished", ts, "oom_killed", oom, "stop_requested",
+			     stopped, "pid", (int)init, "ran_ms", (json_int_t)(mono_ms() - t0),
+			     "restarts", (json_int_t)cfg.restarts, "tag", cfg.tag));
+	na_info("container exited", "id=%s status=%d oom=%d", cfg.id, status, oom);
+	return 0;
+}

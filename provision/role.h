@@ -1,0 +1,55 @@
+/* Roles: what a container is for. The common part of a container (image,
+ * networks, volumes, resources, restart policy) is the same for every
+ * role; a role decides the rest: which extra fields it takes, the user
+ * and capabilities its process runs with, its command, extra mounts, the
+ * files it renders, and what GET adds. Adding a role ("postgres",
+ * "gateway") is a file that defines a pv_role_t and a row in
+ * provision/roles.c. */
+#ifndef PV_ROLE_H
+#define PV_ROLE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "netagent/agent.h"
+#include "netagent/validate.h"
+#include "provision/spec.h"
+
+typedef struct pv_role pv_role_t;
+
+/* What a role's prepare step gets (on a worker thread). */
+typedef struct pv_prep_ctx {
+	const char *name;	/* container name */
+	const char *dir;	/* the container's run dir: free for the role's files */
+	const char *bundle;	/* the OCI bundle dir */
+	const char *volume_dir; /* <state>/volumes/<container>: one dir per volume */
+} pv_prep_ctx_t;
+
+struct pv_role {
+	const char *name;
+	/* Top-level fields this role accepts beyond the common ones (the
+	 * role's own section, e.g. {"postgres", NA_F_OBJECT, 1}). */
+	const na_field_t *fields;
+	size_t nfields;
+	/* Loop thread, no side effects: checks the role's fields in body and
+	 * fills what the role decides into spec (user, capabilities, argv when
+	 * the role builds the command, restart default, extra tmpfs mounts,
+	 * shm size). Errors are 422 with the field. */
+	int (*validate)(const json_t *body, pv_spec_t *spec, na_err_t *err);
+	/* Worker thread, before every start: renders the role's files (e.g.
+	 * patroni.yml into ctx->dir). NULL: nothing to render. */
+	int (*prepare)(const pv_spec_t *spec, const pv_prep_ctx_t *ctx, na_err_t *err);
+	/* Module init: the role's own routes (switchover, backups). NULL: none. */
+	int (*init)(na_agent_t *ag, na_err_t *err);
+};
+
+/* The table (roles.c). NULL-terminated. */
+extern const pv_role_t *const pv_roles[];
+const pv_role_t *pv_role_find(const char *name);
+
+/* Capability names ("CHOWN", no CAP_ prefix) and bits, for roles and the
+ * OCI builder. -1 when unknown. */
+int pv_cap_from_name(const char *name);
+const char *pv_cap_name(int cap);
+
+#endif

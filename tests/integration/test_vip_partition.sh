@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# VIP faults that an agent cannot announce (SPEC §3 "at most one holder"): three candidates
+# h1..h3 with etcd on the fabric, a client cl, and a sampler of all three hosts' addresses at
+# >= 20 Hz that must never see the VIP twice. Drills: the holder host's underlay link cut
+# (partitioned from etcd and peers: it drops the VIP by itself, exactly one other takes it;
+# healed, it comes back as a backup without taking it back); etcd frozen (SIGSTOP), then etcd
+# killed and restarted: the holder drops the VIP within the fence time and nobody takes it;
+# etcd back: one holder again;
+# priority + preempt: a candidate PUT with a higher priority and preempt takes the VIP over;
+# an IPv6 VIP elected the same way.
+. "$(dirname "$0")/../lib.sh"
+
+command -v etcd >/dev/null || bail "etcd not installed (make deps installs etcd-server)"
+
+VIP=192.0.2.100
+VIP6=2001:db8::100
+J=(-H 'Content-Type: application/json')
+TTL=2
+HOSTS="h1 h2 h3"
+
+start_etcd_cluster 1 || bail "etcd did not start"
+# start_etcd_cluster runs etcd under a subshell: signal etcd itself (our child, by its id).
+ETCD_REAL=$(pgrep -P "$(etcd_pid 1)" -x etcd | head -n1)
+[ -n "$ETCD_REAL" ] || ETCD_REAL=$(etcd_pid 1)
+for h in $HOSTS; do mkhost $h; done
+mkhost cl
+for h in $HOSTS cl; do in_host $h ip -6 addr add "2001:db8::$((${#h} + RANDOM % 200 + 10))/64" dev eth0 nodad 2>/dev/null; done
+PORT=$(pick_port h1)
+for h in $HOSTS; do
+	nsenter --net="/run/netns/$(hostns $h)" "$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    c.sendall(sys.argv[2].encode() + b"\n")
+    c.close()
+' "$PORT" "$h" </dev/null >/dev/null 2>&1 &
+	track_pid $!
+done
+for h in $HOSTS; do wait_for 5 in_host $h sh -c "ss -Htln | grep -q ':$PORT\\b'" || bail "service on $h did not start"; done
+
+SAMPLES=$NA_TMP/samples
+# "ms h1 h2 h3 | h1 h2 h3 (IPv6)" every ~20 ms.
+sampler() {
+	local t h a line
+	while :; do
+		t=${EPOCHREALTIME/./}
+		line="$((t / 1000))"
+		for h in $HOSTS; do
+			a=$(ip -n "$(hostns $h)" -o addr show dev eth0 2>/dev/null)
+			if [[ $a == *" $VIP/"* ]]; then line="$line 1"; else line="$line 0"; fi
+			if [[ $a == *" $VIP6/"* ]]; then line="$line 1"; else line="$line 0"; fi
+		done
+		echo "$line"
+		sleep 0.02
+	done >"$SAMPLES"
+}
+sampler &
+SAMPLER=$!
+track_pid $SAMPLER
+
+mstime() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+has_vip() {
+	local a
+	a=$(in_host "$1" ip -o addr show dev eth0)
+	[[ $a == *" ${2:-$VIP}/"* ]]
+}
+holders() {
+	local h out=''
+	for h in $HOSTS; do has_vip $h "${1:-$VIP}" && out="$out${out:+ }$h"; done
+	echo "$out"
+}
+one_holder() { [ "$(holders "${1:-}" | wc -w)" = 1 ]; }
+no_holder() { [ -z "$(holders "${1:-}")" ]; }
+ag() { echo "a${1#h}"; }
+state_is() {
+	api "$1" GET "/v1/vips/${3:-gw}"
+	[ "$(json_get state "$HTTP_BODY")" = "$2" ]
+}
+cl_says() { in_host cl "$PY" -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
+print(s.recv(16).decode().strip())' "${1:-$VIP}" "$PORT" 2>/dev/null; }
+# col HOST [6]: the sampler's column of HOST's IPv4 (or IPv6) VIP.
+col() {
+	local i=${1#h} o=0
+	[ -n "${2:-}" ] && o=1
+	echo $((2 * i + o))
+}
+first_sample() { # SINCE COL VALUE
+	awk -v t0="$1" -v c="$2" -v want="$3" '$1 >= t0 && $c == want { print $1 - t0; found = 1; exit }
+		END { if (!found) print "none" }' "$SAMPLES"
+}
+
+for h in $HOSTS; do start_agent $h "$(ag $h)" --etcd "$ETCD_URLS" || bail "agent on $h did not start"; done
+BODY='{"address":"'$VIP'/24","target":{"interface":"eth0"},"interval_ms":200,"rise":1,"fall":2,
+ "checks":[{"type":"tcp","port":'$PORT'}]}'
+for h in $HOSTS; do
+	api "$(ag $h)" PUT /v1/vips/gw "${J[@]}" --data-binary "$BODY"
+	[ "$HTTP_CODE" = 201 ] || bail "PUT on $h: $(last_req)"
+done
+if wait_for 5 one_holder; then ok "three candidates: one holder ($(holders))"; else not_ok "one holder of three" "holders: '$(holders)'"; fi
+sleep 1
+OLD=$(holders)
+is "still exactly one holder a second later" "$(holders)" "$OLD"
+like "the client reaches the holder" "$(cl_says)" "^$OLD\$"
+
+# ---- the holder's underlay link cut: it is alone, without etcd and peers.
+T0=$(mstime)
+ip -n "$NA_FAB" link set "$(hostns "$OLD")" down
+one_other() { local h; h=$(holders); [ -n "$h" ] && [ "$h" != "$OLD" ] && [ "$(wc -w <<<"$h")" = 1 ]; }
+if wait_for $((TTL + 3)) one_other; then
+	NEW=$(holders)
+	sleep 0.2
+	GONE=$(first_sample "$T0" "$(col "$OLD")" 0)
+	UP=$(first_sample "$T0" "$(col "$NEW")" 1)
+	diag "link cut: $OLD's address gone after $GONE ms, $NEW's up after $UP ms"
+	ok "link cut: exactly one other host ($NEW) took the VIP ($UP ms)"
+	[ "$GONE" != none ] && [ "$GONE" -lt $((TTL * 1000)) ] && ok "link cut: the partitioned holder dropped the VIP before the lease TTL ($GONE ms)" || not_ok "partitioned holder fenced before TTL" "gone after $GONE ms"
+else
+	not_ok "link cut: another host takes the VIP" "holders: '$(holders)'"
+	NEW=''
+fi
+wait_for 3 state_is "$(ag "$OLD")" fault
+is "the partitioned agent says fault" "$(json_get state "$HTTP_BODY")" fault
+wait_for 3 sh -c "[ \"\$(nsenter --net=/run/netns/$(hostns cl) $PY -c 'import socket,sys; s=socket.create_connection((\"$VIP\",$PORT),timeout=1); print(s.recv(16).decode().strip())' 2>/dev/null)\" = '$NEW' ]"
+like "the client reaches the new holder" "$(cl_says)" "^$NEW\$"
+T0=$(mstime)
+ip -n "$NA_FAB" link set "$(hostns "$OLD")" up
+wait_for 5 state_is "$(ag "$OLD")" backup
+is "healed: the old holder is a backup" "$(json_get state "$HTTP_BODY")" backup
+sleep 1
+is "healed: the VIP stayed on $NEW" "$(holders)" "$NEW"
+
+# ---- etcd frozen: the holder fences itself, nobody takes the VIP; back: one holder.
+HOLDER=$(holders)
+T0=$(mstime)
+kill -STOP "$ETCD_REAL"
+if wait_for $((TTL + 2)) no_holder; then
+	sleep 0.2 # the sampler's next line
+	GONE=$(first_sample "$T0" "$(col "$HOLDER")" 0)
+	diag "etcd frozen: $HOLDER's address gone after $GONE ms"
+	[ "$GONE" != none ] && [ "$GONE" -lt $((TTL * 1000)) ] && ok "etcd frozen: the holder dropped the VIP before the lease TTL ($GONE ms)" || not_ok "holder fenced before TTL with etcd frozen" "gone after $GONE ms"
+else
+	not_ok "etcd frozen: the holder drops the VIP" "holders: '$(holders)'"
+fi
+sleep 3
+is "etcd frozen: nobody holds the VIP 3 s later" "$(holders)" ""
+T0=$(mstime)
+kill -CONT "$ETCD_REAL"
+if wait_for 10 one_holder; then ok "etcd back: one holder again ($(holders), $(($(mstime) - T0)) ms)"; else not_ok "one holder after etcd is back" "holders: '$(holders)'"; fi
+sleep 1
+one_holder
+is "etcd back: still one holder a second later" "$?" 0
+
+# ---- etcd killed and restarted on its data: leases survive a restart, so the holder's key is
+# still its own and it takes the VIP back; meanwhile nobody holds it.
+HOLDER=$(holders)
+T0=$(mstime)
+stop_etcd_member 1 -9
+kill -9 "$ETCD_REAL" 2>/dev/null
+if wait_for $((TTL + 2)) no_holder && sleep 0.2; then ok "etcd killed: the holder dropped the VIP ($(first_sample "$T0" "$(col "$HOLDER")" 0) ms)"; else not_ok "etcd killed: the holder drops the VIP" "holders: '$(holders)'"; fi
+sleep 1
+is "etcd killed: nobody holds the VIP" "$(holders)" ""
+start_etcd_member 1 || bail "etcd did not restart"
+ETCD_REAL=$(pgrep -P "$(etcd_pid 1)" -x etcd | head -n1)
+[ -n "$ETCD_REAL" ] || ETCD_REAL=$(etcd_pid 1)
+if wait_for 10 one_holder; then ok "etcd restarted: one holder again ($(holders))"; else not_ok "one holder after etcd restart" "holders: '$(holders)'"; fi
+
+# ---- priority + preempt: a backup asks for priority 200 with preempt: it takes over.
+HOLDER=$(holders)
+for h in $HOSTS; do [ "$h" != "$HOLDER" ] && PRE=$h && break; done
+PBODY='{"address":"'$VIP'/24","target":{"interface":"eth0"},"interval_ms":200,"rise":1,"fall":2,"priority":200,"preempt":true,
+ "checks":[{"type":"tcp","port":'$PORT'}]}'
+T0=$(mstime)
+api "$(ag "$PRE")" PUT /v1/vips/gw "${J[@]}" --data-binary "$PBODY"
+is "PUT priority 200 + preempt on $PRE (200)" "$HTTP_CODE" 200
+only_pre() { [ "$(holders)" = "$PRE" ]; }
+if wait_for 5 only_pre && sleep 0.2; then ok "preempt: $PRE took the VIP from $HOLDER ($(first_sample "$T0" "$(col "$PRE")" 1) ms)"; else not_ok "preempt: $PRE takes the VIP" "holders: '$(holders)'"; fi
+api "$(ag "$HOLDER")" GET /v1/vips/gw/history
+like "the preempted holder's history says why" "$HTTP_BODY" "preempted by $(agent_name "$(ag "$PRE")")"
+
+# ---- IPv6 VIP, elected the same way (nodad, unsolicited NA).
+B6='{"address":"'$VIP6'/64","target":{"interface":"eth0"},"interval_ms":200,"rise":1,"checks":[{"type":"tcp","port":'$PORT'}]}'
+for h in $HOSTS; do api "$(ag $h)" PUT /v1/vips/gw6 "${J[@]}" --data-binary "$B6"; done
+if wait_for 5 one_holder "$VIP6"; then ok "IPv6 VIP: one holder ($(holders "$VIP6"))"; else not_ok "IPv6 VIP one holder" "holders: '$(holders "$VIP6")'"; fi
+H6=$(holders "$VIP6")
+like "IPv6 VIP: the client reaches the holder" "$(cl_says "$VIP6")" "^$H6\$"
+T0=$(mstime)
+stop_agent "$(ag "$H6")"
+moved6() { local h; h=$(holders "$VIP6"); [ -n "$h" ] && [ "$h" != "$H6" ] && [ "$(wc -w <<<"$h")" = 1 ]; }
+if wait_for 3 moved6; then ok "IPv6 VIP: SIGTERM of its holder moves it to $(holders "$VIP6") ($(($(mstime) - T0)) ms)"; else not_ok "IPv6 VIP moves on SIGTERM" "holders: '$(holders "$VIP6")'"; fi
+like "IPv6 VIP: the client reaches the new holder" "$(cl_says "$VIP6")" "^$(holders "$VIP6")\$"
+
+kill $SAMPLER 2>/dev/null
+wait $SAMPLER 2>/dev/null
+read -r N BOTH4 BOTH6 SPAN < <(awk 'NR == 1 { t0 = $1 } { n++; if ($2 + $4 + $6 > 1) b4++; if ($3 + $5 + $7 > 1) b6++; t = $1 } END { print n, b4 + 0, b6 + 0, t - t0 }' "$SAMPLES")
+RATE=$((N * 1000 / (SPAN > 0 ? SPAN : 1)))
+diag "sampler: $N samples over $SPAN ms ($RATE Hz); two holders: IPv4 $BOTH4, IPv6 $BOTH6"
+[ "$RATE" -ge 20 ] && ok "sampler ran at >= 20 Hz ($RATE Hz)" || not_ok "sampler rate >= 20 Hz" "$RATE Hz"
+is "no sample with the IPv4 VIP on two hosts" "$BOTH4" 0
+is "no sample with the IPv6 VIP on two hosts" "$BOTH6" 0
+
+finish
