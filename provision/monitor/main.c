@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -168,6 +169,40 @@ static int wait_pid(pid_t p)
 	return st;
 }
 
+/* Waits for `runc run -d` while already logging what the container writes: the process
+ * runs (and may print) before runc returns, and its first bytes should not wait for
+ * runc's own exit. A pidfd says when runc is done without touching SIGCHLD, which
+ * supervise() owns (the container's init is reaped there). */
+static int wait_runc(pid_t runc, mon_stream_t *st, mon_log_t *lg)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, runc, 0);
+	if (pfd < 0)
+		return wait_pid(runc);
+	char buf[65536];
+	int fds[2] = {st[0].fd, st[1].fd}; /* -1 once at EOF: supervise() closes them */
+	for (;;) {
+		struct pollfd p[3] = {{pfd, POLLIN, 0}, {fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			if (fds[i] < 0 || !(p[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t r = read(fds[i], buf, sizeof(buf));
+			if (r > 0)
+				mon_stream_feed(lg, &st[i], buf, (size_t)r);
+			else if (r == 0 || errno != EINTR)
+				fds[i] = -1;
+		}
+		if (p[0].revents & POLLIN)
+			break;
+	}
+	close(pfd);
+	return wait_pid(runc);
+}
+
 static void runc_delete(void)
 {
 	char *argv[] = {(char *)cfg.runtime, "--root", (char *)cfg.root, "delete", "--force",
@@ -270,6 +305,16 @@ static int supervise(pid_t init, int sfd, mon_stream_t *st, mon_log_t *lg, int *
 	int status = -1, exited = 0;
 	unsigned long long kill_at = 0, drain_until = 0;
 	char buf[65536];
+	/* A short-lived init may have exited while runc was still running; its SIGCHLD can
+	 * have merged with runc's, so look once before waiting for signals. */
+	int s0;
+	pid_t w0;
+	while ((w0 = waitpid(-1, &s0, WNOHANG)) > 0)
+		if (w0 == init) {
+			status = s0;
+			exited = 1;
+			drain_until = mono_ms() + 2000;
+		}
 	for (;;) {
 		struct pollfd p[3] = {
 		    {sfd, POLLIN, 0}, {st[0].fd, POLLIN, 0}, {st[1].fd, POLLIN, 0}};
@@ -418,7 +463,7 @@ int main(int argc, char **argv)
 	if (runc < 0)
 		fail("cannot fork runc");
 	mon_stream_t st[2] = {{out[0], "stdout", {0}, 0}, {err[0], "stderr", {0}, 0}};
-	int rs = wait_pid(runc);
+	int rs = wait_runc(runc, st, &lg);
 	if (!WIFEXITED(rs) || WEXITSTATUS(rs) != 0) {
 		char msg[1024];
 		runc_error(msg, sizeof(msg));

@@ -204,7 +204,18 @@ for n in stray nope; do
 	cp "$B/config.json.$n" "$B/config.json"
 	id=$AG-$n
 	[ $n = nope ] && id=${NA_P}other-$n
-	runc --root "$AD/run/runc" run -d --bundle "$B" "$id" </dev/null >/dev/null 2>&1 || bail "cannot start $id by hand"
+	# The agent's periodic reconcile may remove our stray while runc is still creating it
+	# (that is the behaviour under test, only too early): then start it again.
+	started=0
+	for _ in 1 2 3; do
+		if runc --root "$AD/run/runc" run -d --bundle "$B" "$id" </dev/null >/dev/null 2>&1; then
+			started=1
+			break
+		fi
+		runc --root "$AD/run/runc" delete --force "$id" >/dev/null 2>&1
+		sleep 0.2
+	done
+	[ $started = 1 ] || bail "cannot start $id by hand"
 done
 stray_gone() { ! runc --root "$AD/run/runc" state "$AG-stray" >/dev/null 2>&1; }
 t0=$(now_ms)
