@@ -221,7 +221,13 @@ static void on_done(void *ud, etcd_xfer_t *x)
 		return;
 	}
 	etcd_ep_fail(e, x->ep, err.msg);
-	c->last = err;
+	/* an attempt the deadline cut to a few ms says only "timed out": the
+	 * caller learns more from what the previous attempt met (a refused
+	 * certificate, a member without a leader) */
+	if (!(x->rc == CURLE_OPERATION_TIMEDOUT && c->last.status && na_now_ms() >= c->deadline))
+		c->last = err;
+	else
+		err = c->last;
 	if (na_now_ms() >= c->deadline) {
 		na_err_prefix(&err, "no etcd endpoint answered within %llu ms",
 			      c->deadline - c->start);
@@ -237,7 +243,8 @@ int etcd_call_start(na_etcd_t *e, enum etcd_kind k, const char *path, json_t *re
 {
 	cleanup_json json_t *j = req;
 	if (!e || !cb)
-		return na_err_set(err, 500, "internal_error", NULL, "etcd call without session/callback");
+		return na_err_set(err, 500, "internal_error", NULL,
+				  "etcd call without session/callback");
 	if (e->closing)
 		return na_err_set(err, 503, NA_ETCD_ECANCELLED, NULL, "etcd session closed");
 	if (!j)

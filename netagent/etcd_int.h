@@ -123,6 +123,9 @@ struct etcd_xfer {
 	CURLcode rc;
 	int maybe_sent; /* the request may have reached etcd */
 	int too_big, aborted, data_pending;
+	int new_conn; /* it opened its own connection (not a reused one) */
+	size_t body_len, body_off;
+	int body_read; /* curl took request bytes: they may have reached etcd */
 	char errbuf[CURL_ERROR_SIZE];
 	etcd_xfer_done_fn done;
 	etcd_xfer_data_fn data;

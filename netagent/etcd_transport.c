@@ -194,6 +194,34 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* The body through a read callback, not POSTFIELDS, to learn whether curl
+ * ever handed it to a socket: on a reused connection that the peer closed
+ * without answering (a member killed after applying), curl resends by
+ * itself on a fresh connection; when that connect fails the transfer ends
+ * with "couldn't connect" although the first copy may have been applied. */
+static size_t read_cb(char *buf, size_t size, size_t nitems, void *ud)
+{
+	etcd_xfer_t *x = ud;
+	size_t n = x->body_len - x->body_off;
+	if (n > size * nitems)
+		n = size * nitems;
+	memcpy(buf, x->body + x->body_off, n);
+	x->body_off += n;
+	if (n)
+		x->body_read = 1;
+	return n;
+}
+
+/* curl rewinds the body for that resend */
+static int seek_cb(void *ud, curl_off_t off, int origin)
+{
+	etcd_xfer_t *x = ud;
+	if (origin != SEEK_SET || off < 0 || (size_t)off > x->body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->body_off = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
 static void xfer_free(na_etcd_t *e, etcd_xfer_t *x)
 {
 	if (x->h) {
@@ -242,8 +270,13 @@ int etcd_xfer_start(na_etcd_t *e, size_t ep, const char *path, char *body, long 
 	CURL *h = x->h;
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	x->body_len = strlen(body);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(h, CURLOPT_READDATA, x);
+	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
+	curl_easy_setopt(h, CURLOPT_SEEKDATA, x);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, e->hdrs);
 	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -312,13 +345,30 @@ static void finish(na_etcd_t *e, etcd_xfer_t *x, CURLcode rc)
 	x->rc = rc;
 	if (!x->http_code)
 		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->http_code);
-	x->maybe_sent = rc == CURLE_OK || maybe_sent(x->h, rc);
+	x->maybe_sent = rc == CURLE_OK || x->body_read || maybe_sent(x->h, rc);
+	long nconn = 0;
+	if (curl_easy_getinfo(x->h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK)
+		x->new_conn = nconn > 0;
 	curl_multi_remove_handle(e->multi, x->h);
 	curl_easy_cleanup(x->h);
 	x->h = NULL;
 	if (!x->aborted && x->done)
 		x->done(x->ud, x);
 	xfer_free(e, x);
+}
+
+/* With TLS 1.3 a member checks our certificate after the handshake has
+ * completed on our side: its refusal (an alert, then close) races with our
+ * request and often surfaces as a bare send/receive error that names no
+ * cause. Say what it probably is (on a fresh connection only: a reused
+ * one that breaks is a member going away), or an operator chases the
+ * network. */
+static const char *tls_refusal_hint(const etcd_xfer_t *x)
+{
+	if (strncmp(x->e->eps[x->ep].url, "https:", 6) || x->http_code || !x->new_conn ||
+	    (x->rc != CURLE_SEND_ERROR && x->rc != CURLE_RECV_ERROR))
+		return "";
+	return " (closed before any answer: the member may have refused our client certificate)";
 }
 
 void etcd_xfer_error(const etcd_xfer_t *x, na_err_t *err)
@@ -328,8 +378,9 @@ void etcd_xfer_error(const etcd_xfer_t *x, na_err_t *err)
 		na_err_set(err, 500, NA_ETCD_EERROR, NULL,
 			   "etcd at %s: answer larger than %u bytes", ep, ETCD_MAX_BODY);
 	else
-		na_err_set(err, 503, NA_ETCD_EUNAVAILABLE, NULL, "etcd at %s: %s", ep,
-			   x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->rc));
+		na_err_set(err, 503, NA_ETCD_EUNAVAILABLE, NULL, "etcd at %s: %s%s", ep,
+			   x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->rc),
+			   tls_refusal_hint(x));
 }
 
 /* After every curl_multi_socket_action: streamed bytes first (in order with

@@ -11,7 +11,7 @@
 #   expired-client.pem .key            same CA, valid only 2020-01-01..2020-01-02
 #   other-ca.pem other-ca.key          an unrelated CA
 #   other-client.pem .key              client certificate (CN=controller) from the other CA
-#   etcd-server.pem .key               etcd member certificate (serverAuth), SAN IP:127.0.0.1,
+#   etcd-server.pem .key               etcd member certificate (serverAuth, clientAuth), SAN IP:127.0.0.1,
 #                                      DNS:localhost plus $NA_PKI_ETCD_SANS ("IP:192.0.2.11,…")
 #   etcd-client.pem .key               the agent's etcd client certificate (CN=netagent, clientAuth)
 #
@@ -115,10 +115,14 @@ valid_leaf "$DIR/other-client.pem" "$DIR/other-ca.pem" || issue other-client oth
 
 # etcd: a member certificate for the members' addresses, and the agent's client certificate.
 ETCD_SANS="IP:127.0.0.1,DNS:localhost${NA_PKI_ETCD_SANS:+,$NA_PKI_ETCD_SANS}"
-sed "s/^subjectAltName=.*/subjectAltName=$ETCD_SANS/" "$WORK/server.ext" >"$WORK/etcd-server.ext"
-if ! valid_leaf "$DIR/etcd-server.pem" "$DIR/ca.pem" || [ "$(cat "$DIR/etcd-server.sans" 2>/dev/null)" != "$ETCD_SANS" ]; then
+# clientAuth too: with --client-cert-auth, etcd's own HTTP gateway dials the member's gRPC
+# port with this certificate and is refused ("incompatible key usage") without it.
+sed -e "s/^subjectAltName=.*/subjectAltName=$ETCD_SANS/" \
+	-e "s/^extendedKeyUsage=.*/extendedKeyUsage=serverAuth,clientAuth/" "$WORK/server.ext" >"$WORK/etcd-server.ext"
+ETCD_TAG="$ETCD_SANS;serverAuth,clientAuth"
+if ! valid_leaf "$DIR/etcd-server.pem" "$DIR/ca.pem" || [ "$(cat "$DIR/etcd-server.sans" 2>/dev/null)" != "$ETCD_TAG" ]; then
 	issue etcd-server ca etcd "$WORK/etcd-server.ext"
-	echo "$ETCD_SANS" >"$DIR/etcd-server.sans"
+	echo "$ETCD_TAG" >"$DIR/etcd-server.sans"
 fi
 valid_leaf "$DIR/etcd-client.pem" "$DIR/ca.pem" || issue etcd-client ca netagent "$WORK/client.ext"
 

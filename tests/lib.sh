@@ -443,7 +443,9 @@ _etcd_run() { # I new|existing
 	[ "$_ETCD_SCHEME" = https ] && tls=(--cert-file "$PKI/etcd-server.pem" --key-file "$PKI/etcd-server.key"
 		--trusted-ca-file "$PKI/ca.pem" --client-cert-auth)
 	echo "=== start $(date +%T.%N) $2" >>"$d/log"
-	in_host "etcd$i" etcd --name "m$i" --data-dir "$d/data" \
+	# nsenter itself, not in_host: a backgrounded function is a subshell, and its pid
+	# (not etcd's) would be the one kill -9/-STOP reach; nsenter execs etcd in place
+	nsenter --net="/run/netns/$(hostns "etcd$i")" etcd --name "m$i" --data-dir "$d/data" \
 		--listen-client-urls "$(etcd_url "$i")" --advertise-client-urls "$(etcd_url "$i")" \
 		--listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
 		--initial-cluster "$_ETCD_CLUSTER" --initial-cluster-state "$2" \

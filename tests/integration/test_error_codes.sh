@@ -8,7 +8,7 @@ cd "$NA_ROOT" || bail "no repo"
 cat >"$NA_TMP/codes.py" <<'PY'
 import glob, re, sys
 src = [f for d in ("netagent", "vxlan", "vip", "provision") for f in glob.glob(d + "/**/*.[ch]", recursive=True)
-       if "/cli/" not in f and "etcd_legacy" not in f]
+       if "/cli/" not in f]
 macros = {}
 for f in src:
     for m in re.finditer(r'#define\s+(NA_[A-Z0-9_]*E[A-Z0-9_]+)\s+"([a-z_]+)"', open(f).read()):
