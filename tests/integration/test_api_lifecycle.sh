@@ -69,6 +69,12 @@ if echo "$out" | grep -q "^id: $first_id\$"; then not_ok "resume does not replay
 like "an id never issued → event: resync" "$(sse_once 99999999999999999)" 'event: resync'
 like "a malformed id → event: resync" "$(sse_once abc)" 'event: resync'
 
+# ---- SIGHUP: nothing to reload, and not fatal
+kill -HUP "$(agent_pid a1)"
+sleep 0.3
+api a1 GET /v1/health
+if kill -0 "$(agent_pid a1)" 2>/dev/null && [ "$HTTP_CODE" = 200 ]; then ok "SIGHUP is not fatal: the agent still answers"; else not_ok "SIGHUP is not fatal" "$(last_req)"; fi
+
 # ---- SIGTERM: drain, exit 0 within 5 s, socket removed, SSE clients released
 "$PY" -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)' "$S" &
 track_pid $!
