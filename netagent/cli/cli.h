@@ -162,6 +162,9 @@ int cmd_net_exec(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ep_ls(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ep_add(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ep_rm(cli_t *cli, cli_args_t *a, na_err_t *err);
+/* The body for `apply -f FILE` ('-' = stdin): a JSON object, or NULL with err. */
+json_t *cli_load_object(const char *file, na_err_t *err);
+
 int cmd_ct_ls(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ct_show(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_ct_apply(cli_t *cli, cli_args_t *a, na_err_t *err);

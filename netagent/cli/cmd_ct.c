@@ -73,20 +73,6 @@ int cmd_ct_show(cli_t *cli, cli_args_t *a, na_err_t *err)
 	return 0;
 }
 
-static json_t *load_file(const char *file, na_err_t *err)
-{
-	json_error_t je;
-	json_t *j = !strcmp(file, "-") ? json_loadf(stdin, 0, &je) : json_load_file(file, 0, &je);
-	if (!j || !json_is_object(j)) {
-		if (j)
-			json_decref(j);
-		na_err_set(err, CLI_EXIT_ERROR, "invalid_file", NULL, "%s: %s",
-			   strcmp(file, "-") ? file : "stdin", j ? "not a JSON object" : je.text);
-		return NULL;
-	}
-	return j;
-}
-
 /* "a,b,c" → each item to fn; 0 or -1 (usage error in err). */
 typedef int (*item_fn)(json_t *body, const char *item, na_err_t *err);
 
@@ -172,7 +158,7 @@ int cmd_ct_apply(cli_t *cli, cli_args_t *a, na_err_t *err)
 	if (ct_path(name, NULL, path, sizeof(path), err) < 0 ||
 	    cli_opt_int(a, "memory", 1, 1LL << 30, &mem, err) < 0)
 		return -1;
-	body = file ? load_file(file, err) : json_object();
+	body = file ? cli_load_object(file, err) : json_object();
 	if (!body)
 		return -1;
 	json_t *fname = json_object_get(body, "name");

@@ -48,29 +48,6 @@ int cmd_net_show(cli_t *cli, cli_args_t *a, na_err_t *err)
 	return 0;
 }
 
-static json_t *load_file(const char *file, na_err_t *err)
-{
-	json_error_t je;
-	json_t *j;
-
-	if (!strcmp(file, "-"))
-		j = json_loadf(stdin, 0, &je);
-	else
-		j = json_load_file(file, 0, &je);
-	if (!j) {
-		na_err_set(err, CLI_EXIT_ERROR, "invalid_file", NULL, "%s: line %d: %s",
-			   strcmp(file, "-") ? file : "stdin", je.line, je.text);
-		return NULL;
-	}
-	if (!json_is_object(j)) {
-		json_decref(j);
-		na_err_set(err, CLI_EXIT_ERROR, "invalid_file", NULL, "%s: not a JSON object",
-			   strcmp(file, "-") ? file : "stdin");
-		return NULL;
-	}
-	return j;
-}
-
 int cmd_net_apply(cli_t *cli, cli_args_t *a, na_err_t *err)
 {
 	/* What GET shows but PUT does not take, so that the output of
@@ -91,7 +68,7 @@ int cmd_net_apply(cli_t *cli, cli_args_t *a, na_err_t *err)
 		return -1;
 	if (!file && (vni < 0 || !subnet))
 		return cli_usage_err(err, "net apply: --vni and --subnet are required without -f");
-	body = file ? load_file(file, err) : json_object();
+	body = file ? cli_load_object(file, err) : json_object();
 	if (!body)
 		return -1;
 	fname = json_object_get(body, "name");

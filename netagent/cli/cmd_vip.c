@@ -70,20 +70,6 @@ int cmd_vip_show(cli_t *cli, cli_args_t *a, na_err_t *err)
 	return 0;
 }
 
-static json_t *load_file(const char *file, na_err_t *err)
-{
-	json_error_t je;
-	json_t *j = !strcmp(file, "-") ? json_loadf(stdin, 0, &je) : json_load_file(file, 0, &je);
-	if (!j || !json_is_object(j)) {
-		if (j)
-			json_decref(j);
-		na_err_set(err, CLI_EXIT_ERROR, "invalid_file", NULL, "%s: %s",
-			   strcmp(file, "-") ? file : "stdin", j ? "not a JSON object" : je.text);
-		return NULL;
-	}
-	return j;
-}
-
 int cmd_vip_apply(cli_t *cli, cli_args_t *a, na_err_t *err)
 {
 	/* What GET shows but PUT does not take: `vip show -o json` output
@@ -106,7 +92,7 @@ int cmd_vip_apply(cli_t *cli, cli_args_t *a, na_err_t *err)
 		return cli_usage_err(err, "vip apply: give -f FILE or --address CIDR");
 	if (ifn && ctr)
 		return cli_usage_err(err, "vip apply: --interface or --container, not both");
-	body = file ? load_file(file, err) : json_object();
+	body = file ? cli_load_object(file, err) : json_object();
 	if (!body)
 		return -1;
 	for (size_t i = 0; i < NA_ARRAY_SIZE(readonly); i++)
