@@ -116,6 +116,17 @@ static int conn_write(struct conn *c, const char *data, size_t len)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* Here, not in http_server.c: the last connection freed is what usually completes a drain,
+ * and the server layer calls down into this one, never the other way. */
+void na_http_check_drained(na_http_t *h)
+{
+	if (h->draining && h->nconns == 0 && h->ls_open == 0 && h->drain_done) {
+		void (*done)(void *) = h->drain_done;
+		h->drain_done = NULL;
+		done(h->drain_ud);
+	}
+}
+
 static void conn_free_if_done(struct conn *c)
 {
 	if (!c->closing || c->handles_open > 0 || c->state == C_HANDLING)

@@ -84,7 +84,7 @@ extern const struct na_reply_ops na_http_sock_ops;
 void na_conn_start(struct conn *c);
 void na_conn_close(struct conn *c);
 
-/* http_server.c: runs the drain callback once nothing is left open. */
+/* http.c too: runs the drain callback once nothing is left open. */
 void na_http_check_drained(na_http_t *h);
 
 #endif

@@ -205,15 +205,6 @@ static void on_listener_closed(uv_handle_t *hd)
 	na_http_check_drained(h);
 }
 
-void na_http_check_drained(na_http_t *h)
-{
-	if (h->draining && h->nconns == 0 && h->ls_open == 0 && h->drain_done) {
-		void (*done)(void *) = h->drain_done;
-		h->drain_done = NULL;
-		done(h->drain_ud);
-	}
-}
-
 void na_http_drain(na_http_t *h, void (*done)(void *ud), void *ud)
 {
 	h->draining = 1;
