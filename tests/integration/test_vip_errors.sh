@@ -73,6 +73,9 @@ is "PATCH → 405" "$HTTP_CODE" 405
 api a1 PUT /v1/vips/v1 "${J[@]}" --data-binary '{'"$A"','"$T"'}'
 is "valid PUT (201)" "$HTTP_CODE" 201
 wait_for 5 sh -c "nsenter --net=/run/netns/$(hostns h1) ip -o addr show dev eth0 | grep -q ' 192.0.2.100/'"
+# The address lands a moment before the state says master; failover asks the state.
+v1_master() { api a1 GET /v1/vips/v1; [ "$(json_get state "$HTTP_BODY")" = master ]; }
+wait_for 5 v1_master
 api a1 POST /v1/vips/v1/failover
 is "failover in local mode → 409 no_candidate" "$HTTP_CODE $(json_get error.code "$HTTP_BODY")" "409 no_candidate"
 api a1 PUT /v1/vips/v2 "${J[@]}" --data-binary '{'"$A"',"target":{"interface":"eth0"}}'
