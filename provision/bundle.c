@@ -315,10 +315,47 @@ static int w_prepare(void *arg, na_err_t *err)
 	if (made && na_ns_run(j->netns, lo_up, NULL, err) < 0)
 		return -1;
 	stale_runtime(j);
+	for (size_t i = 0; i < j->spec->nbinds; i++) {
+		const pv_bind_t *b = &j->spec->binds[i];
+		snprintf(path, sizeof(path), "%s/%s", j->dir, b->sub);
+		if (mkdir_mode(path, b->mode ? b->mode : 0755, err) < 0)
+			return -1;
+		if (lchown(path, b->uid, b->gid) < 0)
+			return na_err_errno(err, errno, "chown %s", path);
+	}
 	if (j->spec->role->prepare) {
-		pv_prep_ctx_t ctx = {j->name, j->dir, j->bundle, j->voldir};
+		pv_prep_ctx_t ctx = {j->name, j->dir, j->bundle, j->voldir, j->netns, 0};
 		if (j->spec->role->prepare(j->spec, &ctx, err) < 0)
 			return -1;
+	}
+	return 0;
+}
+
+static int w_render(void *arg, na_err_t *err)
+{
+	struct bjob *j = arg;
+	pv_prep_ctx_t ctx = {j->name, j->dir, j->bundle, j->voldir, j->netns, 1};
+	return j->spec->role->prepare ? j->spec->role->prepare(j->spec, &ctx, err) : 0;
+}
+
+int pv_render(pv_ct_t *c, pv_cb cb, void *ud)
+{
+	struct bjob *j = calloc(1, sizeof(*j));
+	char key[80];
+	if (!j)
+		return -1;
+	snprintf(j->name, sizeof(j->name), "%s", c->name);
+	pv_ct_path(c, NULL, j->dir, sizeof(j->dir));
+	pv_ct_path(c, "bundle", j->bundle, sizeof(j->bundle));
+	pv_ct_netns(c, j->netns, sizeof(j->netns));
+	snprintf(j->voldir, sizeof(j->voldir), "%s/%s", pv.vol_dir, c->name);
+	j->spec = &c->spec;
+	j->cb = cb;
+	j->ud = ud;
+	key_of(c->name, key, sizeof(key));
+	if (na_ns_submit(key, NULL, w_render, bjob_done, j) < 0) {
+		bjob_free(j);
+		return -1;
 	}
 	return 0;
 }
@@ -365,6 +402,7 @@ int pv_prepare(pv_ct_t *c, pv_cb cb, void *ud)
 	    .volume_dir = j->voldir,
 	    .hosts_file = hosts,
 	    .hostname_file = hostname,
+	    .run_dir = j->dir,
 	    .rro = pv.probe.rro,
 	    .memsw = pv.probe.memsw,
 	    .nofile = pv.probe.nofile,

@@ -63,7 +63,16 @@ void pv_ct_set_spec(pv_ct_t *c, pv_spec_t *spec)
 	memset(spec, 0, sizeof(*spec));
 	json_decref(c->canon);
 	c->canon = pv_spec_json(&c->spec);
-	pv_spec_tag(c->canon, c->tag);
+	if (c->spec.role->live_fields) {
+		/* What a live update changes is not part of the tag. */
+		json_t *t = json_deep_copy(c->canon);
+		if (t)
+			c->spec.role->live_fields(t);
+		pv_spec_tag(t ? t : c->canon, c->tag);
+		json_decref(t);
+	} else {
+		pv_spec_tag(c->canon, c->tag);
+	}
 }
 
 void pv_ct_unlink_free(pv_ct_t *c)
@@ -75,6 +84,8 @@ void pv_ct_unlink_free(pv_ct_t *c)
 			break;
 		}
 	na_timer_free(c->timer);
+	if (!pv.closing && c->spec.role && c->spec.role->state)
+		c->spec.role->state(c->name, NULL, "deleted");
 	pv_spec_free(&c->spec);
 	json_decref(c->canon);
 	free(c);
@@ -105,7 +116,10 @@ const pv_iface_t *pv_ct_iface(const pv_ct_t *c, const char *network)
 
 void pv_ct_set_state(pv_ct_t *c, enum pv_state s)
 {
+	int changed = c->state != s;
 	c->state = s;
+	if (changed && !pv.closing && c->spec.role && c->spec.role->state)
+		c->spec.role->state(c->name, &c->spec, pv_state_names[s]);
 }
 
 void pv_ct_wait(pv_ct_t *c, na_req_t *req, na_handler_fn fn)
@@ -195,6 +209,8 @@ json_t *pv_ct_json(const pv_ct_t *c)
 			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", pv.probe.runtime, "path",
 				      pv.probe.path, "root", pv.runc_root, "id", c->id, "bundle",
 				      bundle));
+	if (c->spec.role->view)
+		c->spec.role->view(c->name, o);
 	return o;
 }
 

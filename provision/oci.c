@@ -183,6 +183,14 @@ static void add_image_mounts(json_t *ms, const pv_spec_t *s, const pv_oci_ctx_t 
 	if (c->hostname_file)
 		json_array_append_new(ms, mnt("/etc/hostname", "bind", c->hostname_file, fro, 5));
 	static const char *const vo[] = {"bind", "rw", "nosuid", "nodev"};
+	static const char *const bro[] = {"bind", "ro", "nosuid", "nodev", "noexec"};
+	static const char *const brw[] = {"bind", "rw", "nosuid", "nodev", "noexec"};
+	for (size_t i = 0; c->run_dir && i < s->nbinds; i++) {
+		char src[600];
+		snprintf(src, sizeof(src), "%s/%s", c->run_dir, s->binds[i].sub);
+		json_array_append_new(
+		    ms, mnt(s->binds[i].dest, "bind", src, s->binds[i].rw ? brw : bro, 5));
+	}
 	for (size_t i = 0; i < s->nvols; i++) {
 		char src[600];
 		snprintf(src, sizeof(src), "%s/%s", c->volume_dir, s->vols[i].name);

@@ -15,8 +15,9 @@ typedef struct pv_oci_ctx {
 	const char *volume_dir;	  /* <state>/volumes/<container> */
 	const char *hosts_file;	  /* bound read-only over /etc/hosts, or NULL */
 	const char *hostname_file;
-	int rro;   /* recursive read-only binds ("rro": runc >= 1.1, kernel >= 5.12) */
-	int memsw; /* the memory controller accounts swap (memory.memsw.*) */
+	const char *run_dir; /* the container's run dir: source of the role's binds */
+	int rro;	     /* recursive read-only binds ("rro": runc >= 1.1, kernel >= 5.12) */
+	int memsw;	     /* the memory controller accounts swap (memory.memsw.*) */
 	/* RLIMIT_NOFILE for the process: a container without CAP_SYS_RESOURCE
 	 * cannot be given more than the agent's own hard limit. 0: 1024. */
 	unsigned long nofile;

@@ -10,6 +10,7 @@
 #include "netagent/log.h"
 #include "netagent/util.h"
 #include "provision/pv_int.h"
+#include "provision/role.h"
 
 #include <string.h>
 
@@ -30,7 +31,9 @@ enum step {
 	S_DETACH_ALL, /* every overlay interface */
 	S_CLEANUP,    /* runtime, run dir, netns, cgroups (volumes: op->purge) */
 	S_UNPERSIST,
-	S_ADOPT, /* what a previous agent left running or exited */
+	S_ADOPT,  /* what a previous agent left running or exited */
+	S_RENDER, /* live update: the role's files, container running */
+	S_APPLY,  /* live update: the role makes the process take them */
 };
 
 static const enum step seq_create[] = {S_CHECK, S_PREPARE, S_NET, S_SPAWN, S_PERSIST, S_END};
@@ -43,6 +46,7 @@ static const enum step seq_restart[] = {S_WANT_RUN, S_STOP,    S_PREPARE, S_NET,
 static const enum step seq_delete[] = {S_STOP, S_DETACH_ALL, S_CLEANUP, S_UNPERSIST, S_END};
 static const enum step seq_autostart[] = {S_PREPARE, S_NET, S_SPAWN, S_END};
 static const enum step seq_adopt[] = {S_ADOPT, S_END};
+static const enum step seq_live[] = {S_CHECK, S_SETSPEC, S_RENDER, S_APPLY, S_PERSIST, S_END};
 /* A create that failed after the first kernel or disk work. */
 static const enum step seq_rollback[] = {S_STOP, S_DETACH_ALL, S_CLEANUP, S_END};
 
@@ -99,8 +103,8 @@ static void op_free(pv_op_t *op)
 
 static const char *kind_name(enum pv_op_kind k)
 {
-	static const char *const n[] = {"create",  "update", "start",	  "stop",
-					"restart", "delete", "autostart", "adopt"};
+	static const char *const n[] = {"create", "update",    "start", "stop", "restart",
+					"delete", "autostart", "adopt", "live"};
 	return n[k];
 }
 
@@ -155,7 +159,8 @@ static void op_end(pv_op_t *op, int rc, const na_err_t *err)
 			na_reply_err(op->req, err);
 	} else if (op->req) {
 		int status = op->kind == PV_OP_CREATE ? 201 : 200;
-		if (op->kind == PV_OP_CREATE || op->kind == PV_OP_UPDATE) {
+		if (op->kind == PV_OP_CREATE || op->kind == PV_OP_UPDATE ||
+		    op->kind == PV_OP_LIVE) {
 			publish(c, op->kind == PV_OP_CREATE ? "created" : "updated");
 			if (op->kind == PV_OP_CREATE && c->started[0])
 				publish(c, "started");
@@ -172,8 +177,8 @@ static void op_end(pv_op_t *op, int rc, const na_err_t *err)
 }
 
 static const char *const step_names[] = {
-    "end", "check", "stop",    "setspec",    "want_run", "want_stop", "prepare",
-    "net", "spawn", "persist", "detach_all", "cleanup",	 "unpersist", "adopt",
+    "end",   "check",	"stop",	      "setspec", "want_run",  "want_stop", "prepare", "net",
+    "spawn", "persist", "detach_all", "cleanup", "unpersist", "adopt",	   "render",  "apply",
 };
 
 static void step_done(void *ud, int rc, const na_err_t *err)
@@ -234,7 +239,8 @@ static void ok(pv_op_t *op)
 static void queue_fail(pv_op_t *op, const char *what)
 {
 	na_err_t err = NA_ERR_INIT;
-	na_err_set(&err, 503, "unavailable", NULL, "cannot queue %s for container %s", what, op->c->name);
+	na_err_set(&err, 503, "unavailable", NULL, "cannot queue %s for container %s", what,
+		   op->c->name);
 	step_done(op, -1, &err);
 }
 
@@ -327,6 +333,20 @@ static void run_step(pv_op_t *op)
 		if (pv_adopt(c, step_done, op) < 0)
 			queue_fail(op, "the adoption");
 		return;
+	case S_RENDER:
+		if (pv_render(c, step_done, op) < 0)
+			queue_fail(op, "the rendering");
+		return;
+	case S_APPLY: {
+		na_err_t err = NA_ERR_INIT;
+		if (!c->spec.role->apply) {
+			ok(op);
+			return;
+		}
+		if (c->spec.role->apply(c->name, &c->spec, step_done, op, &err) < 0)
+			step_done(op, -1, &err);
+		return;
+	}
 	}
 }
 
@@ -352,8 +372,9 @@ void pv_op_run(pv_ct_t *c, enum pv_op_kind kind, na_req_t *req, pv_spec_t *newsp
 		memset(newspec, 0, sizeof(*newspec));
 		op->has_new = 1;
 	}
-	static const enum step *const seqs[] = {seq_create,  seq_update, seq_start,	seq_stop,
-						seq_restart, seq_delete, seq_autostart, seq_adopt};
+	static const enum step *const seqs[] = {seq_create,    seq_update,  seq_start,
+						seq_stop,      seq_restart, seq_delete,
+						seq_autostart, seq_adopt,   seq_live};
 	op->seq = seqs[kind];
 	op->t0 = op->ts = na_now_ns();
 	c->op = op;

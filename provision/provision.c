@@ -92,6 +92,10 @@ static void stop(na_agent_t *ag, na_done_fn done, void *ud)
 static void fini(na_agent_t *ag)
 {
 	(void)ag;
+	pv.closing = 1; /* the containers are not deleted: roles hear nothing more */
+	for (size_t i = 0; pv_roles[i]; i++)
+		if (pv_roles[i]->fini)
+			pv_roles[i]->fini();
 	while (pv.cts) {
 		pv_ct_t *c = pv.cts;
 		pv_unwatch(c);

@@ -129,6 +129,7 @@ struct pv_global {
 	 * round (the probe runs one when it is done). */
 	void (*decide)(pv_ct_t *c);
 	void (*round)(void);
+	int closing; /* the module's fini runs */
 };
 extern struct pv_global pv;
 extern const double pv_lat_bounds[12];
@@ -162,6 +163,9 @@ int pv_check_fs(const pv_ct_t *c, const pv_spec_t *spec, pv_cb cb, void *ud);
  * volumes owned by the container's user, netns with lo up, and no stale
  * runtime container of this id. */
 int pv_prepare(pv_ct_t *c, pv_cb cb, void *ud);
+/* A live update: only the role's prepare (render_only) on a worker, for a
+ * running container whose bundle and namespace exist. */
+int pv_render(pv_ct_t *c, pv_cb cb, void *ud);
 
 /* ---- cleanup.c ---- */
 /* Removes the runtime container, run dir, netns, cgroups of container
@@ -214,7 +218,8 @@ enum pv_op_kind {
 	PV_OP_RESTART,
 	PV_OP_DELETE,
 	PV_OP_AUTOSTART,
-	PV_OP_ADOPT
+	PV_OP_ADOPT,
+	PV_OP_LIVE /* an update the role applies to the running container (role.h) */
 };
 /* Runs an operation on c (which must not hold one). req may be NULL (the
  * agent's own: policy, reconcile); with a req, the reply is the op's.

@@ -16,6 +16,7 @@
 #include "provision/spec.h"
 
 typedef struct pv_role pv_role_t;
+typedef void (*pv_role_cb)(void *ud, int rc, const na_err_t *err);
 
 /* What a role's prepare step gets (on a worker thread). */
 typedef struct pv_prep_ctx {
@@ -23,6 +24,8 @@ typedef struct pv_prep_ctx {
 	const char *dir;	/* the container's run dir: free for the role's files */
 	const char *bundle;	/* the OCI bundle dir */
 	const char *volume_dir; /* <state>/volumes/<container>: one dir per volume */
+	const char *netns;	/* the container's network namespace file (it exists) */
+	int render_only;	/* 1: a live update re-renders while the container runs */
 } pv_prep_ctx_t;
 
 struct pv_role {
@@ -41,6 +44,29 @@ struct pv_role {
 	int (*prepare)(const pv_spec_t *spec, const pv_prep_ctx_t *ctx, na_err_t *err);
 	/* Module init: the role's own routes (switchover, backups). NULL: none. */
 	int (*init)(na_agent_t *ag, na_err_t *err);
+
+	/* Live updates. live_fields removes from a copy of the canonical
+	 * JSON what apply can change in a running container (gateway
+	 * backends, postgres parameters): the rest makes the container's tag,
+	 * and a PUT that leaves the tag alone on a running container is
+	 * applied live: prepare again (render_only), then apply, then the
+	 * state file. No restart, and a restarted agent adopts the container
+	 * as matching. Both NULL: every change restarts. */
+	void (*live_fields)(json_t *canon);
+	/* Loop thread; cb once the running process took the new files (a
+	 * reload, a REST call). Returns < 0 with err when it cannot start. */
+	int (*apply)(const char *name, const pv_spec_t *spec, pv_role_cb cb, void *ud,
+		     na_err_t *err);
+	/* Loop thread, never blocking: what GET adds for this container (a
+	 * cached view, e.g. Patroni's) into obj. NULL: nothing. */
+	void (*view)(const char *name, json_t *obj);
+	/* Loop thread: the container's state changed ("running", "exited",
+	 * "stopped", ..., "deleted" last). spec is the container's (borrowed
+	 * for the call; NULL with "deleted"). Roles start and stop their
+	 * watchers here. */
+	void (*state)(const char *name, const pv_spec_t *spec, const char *state);
+	/* Module stop: the role's timers and jobs end (containers run on). */
+	void (*fini)(void);
 };
 
 /* The table (roles.c). NULL-terminated. */

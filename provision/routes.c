@@ -53,6 +53,18 @@ static int runtime_ok(na_req_t *req)
 	return 0;
 }
 
+static int live_same_tag(const pv_ct_t *c, const pv_spec_t *spec)
+{
+	char tag[17];
+	json_t *t = pv_spec_json(spec);
+	if (!t)
+		return 0;
+	spec->role->live_fields(t);
+	pv_spec_tag(t, tag);
+	json_decref(t);
+	return !strcmp(tag, c->tag) && !strcmp(c->run_tag, c->tag);
+}
+
 static void h_put(na_req_t *req, void *ud)
 {
 	(void)ud;
@@ -96,6 +108,11 @@ static void h_put(na_req_t *req, void *ud)
 		/* Identical: nothing changes, in the kernel or the runtime. */
 		pv_spec_free(&spec);
 		na_reply_json(req, 200, pv_ct_json(c));
+		return;
+	}
+	/* Same tag: only what the role applies live differs (role.h). */
+	if (spec.role->apply && c->state == PV_S_RUNNING && live_same_tag(c, &spec)) {
+		pv_op_run(c, PV_OP_LIVE, req, &spec, 0);
 		return;
 	}
 	pv_op_run(c, PV_OP_UPDATE, req, &spec, 0);

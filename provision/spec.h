@@ -38,6 +38,17 @@ typedef struct pv_tmpfs {
 	unsigned mode, uid, gid, size_mb;
 } pv_tmpfs_t;
 
+/* A directory of the container's run dir that a role binds into it: the
+ * files the role renders (read-only) or sockets it shares with the agent
+ * (read-write). sub is a plain name; w_prepare makes <run dir>/<sub>. */
+#define PV_MAX_BINDS 4
+typedef struct pv_bind {
+	char sub[32];
+	char dest[PV_PATH_MAX];
+	int rw;
+	unsigned uid, gid, mode; /* of <run dir>/<sub> */
+} pv_bind_t;
+
 struct pv_role;
 
 typedef struct pv_spec {
@@ -64,6 +75,8 @@ typedef struct pv_spec {
 	unsigned shm_mb;
 	pv_tmpfs_t tmpfs[PV_MAX_TMPFS];
 	size_t ntmpfs;
+	pv_bind_t binds[PV_MAX_BINDS];
+	size_t nbinds;
 	json_t *body; /* the request body (a reference), for the role's section */
 } pv_spec_t;
 

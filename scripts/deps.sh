@@ -16,6 +16,12 @@ PACKAGES=(
 	valgrind procps psmisc util-linux kmod
 	# containers (provision/): the OCI runtime
 	runc
+	# role presets (provision/role_*.c) and backups: what runs inside the
+	# containers, from the host image. Patroni's Raft DCS needs pysyncobj.
+	postgresql-15 postgresql-client-15 patroni python3-pysyncobj python3-psycopg2
+	haproxy pgbackrest
+	# benchmark baselines (bench/): keepalived for VIP failover
+	keepalived
 )
 
 missing=()

@@ -253,6 +253,8 @@ wait_for 5 test -e "$VD/again"
 sleep 1.5 # its exit (3), with no agent
 start_agent h1 a1 || bail "agent a1 did not restart"
 wait_for 10 bash -c "curl -s --unix-socket $(agent_sock a1) http://x/v1/containers/down | grep -q '\"restarts\": *1'"
+# restarts counts from the decision; running follows once the monitor reports the pid
+wait_for 10 bash -c "curl -s --unix-socket $(agent_sock a1) http://x/v1/containers/down | grep -q '\"state\": *\"running\"'"
 get down
 is "the restarted agent saw the exit and restarted it per its policy" \
 	"$(json_get state "$HTTP_BODY")/$(json_get restarts "$HTTP_BODY")" running/1
