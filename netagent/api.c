@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_SEGS 12
 
@@ -255,6 +256,19 @@ void na_stream_begin(na_req_t *req, na_stream_close_fn on_close, void *ud)
 {
 	finish(req, 200);
 	ops->stream_begin(req, on_close, ud);
+}
+
+void na_reply_file(na_req_t *req, int status, const char *ctype, int fd, uint64_t size)
+{
+	if (!ops->file) {
+		close(fd);
+		na_err_t err = NA_ERR_INIT;
+		na_err_set(&err, 500, "internal_error", NULL, "this transport cannot send files");
+		na_reply_err(req, &err);
+		return;
+	}
+	finish(req, status);
+	ops->file(req, status, ctype, fd, size);
 }
 
 int na_stream_send(na_req_t *req, const char *data, size_t len)

@@ -7,6 +7,7 @@
 #define NA_API_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "netagent/err.h"
@@ -64,6 +65,11 @@ void na_reply_text(na_req_t *req, int status, const char *ctype, const char *tex
 typedef void (*na_stream_close_fn)(na_req_t *req, void *ud);
 void na_stream_begin(na_req_t *req, na_stream_close_fn on_close, void *ud);
 int na_stream_send(na_req_t *req, const char *data, size_t len);
+/* A reply whose body is `size` bytes of an open regular file (a backup):
+ * read on libuv's threadpool and sent no faster than the client reads, so
+ * a large file costs 64 KiB plus the write high-water mark, never its
+ * size. Takes fd. A file shorter than size ends in a cut connection. */
+void na_reply_file(na_req_t *req, int status, const char *ctype, int fd, uint64_t size);
 const char *na_req_header(na_req_t *req, const char *name); /* case-insensitive, or NULL */
 
 /* Query helpers: value of key (decoded) or NULL; bool accepts true/1/false/0. */
@@ -78,6 +84,7 @@ struct na_reply_ops {
 	void (*stream_begin)(na_req_t *req, na_stream_close_fn on_close, void *ud);
 	int (*stream_send)(na_req_t *req, const char *data, size_t len);
 	const char *(*header)(na_req_t *req, const char *name);
+	void (*file)(na_req_t *req, int status, const char *ctype, int fd, uint64_t size);
 };
 void na_api_set_reply_ops(const struct na_reply_ops *ops);
 

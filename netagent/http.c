@@ -23,6 +23,8 @@ struct wreq {
 static void linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf);
 static void arm_timer(struct conn *c, int ms);
+static void file_pump(struct conn *c);
+static void reply_done(struct conn *c, int keep);
 
 /* Lingering close, as HTTP/1.1 servers must (RFC 9112 §9.6): a client that is still sending
  * a body we refused (413 without Expect) would get an RST from close() with unread data in
@@ -58,6 +60,10 @@ static void after_write(uv_write_t *w, int status)
 	free(r);
 	if (status < 0 || c->closing)
 		return;
+	if (c->state == C_FILE) {
+		file_pump(c);
+		return;
+	}
 	if (c->state == C_READING && c->pending_len > 0 &&
 	    uv_stream_get_write_queue_size(&c->u.s) <= WRITE_HIGHWATER)
 		conn_process(c); /* resume pipelined requests held back by unread replies */
@@ -129,7 +135,7 @@ void na_http_check_drained(na_http_t *h)
 
 static void conn_free_if_done(struct conn *c)
 {
-	if (!c->closing || c->handles_open > 0 || c->state == C_HANDLING)
+	if (!c->closing || c->handles_open > 0 || c->state == C_HANDLING || c->file)
 		return;
 	na_http_t *h = c->srv;
 	if (c->prev)
@@ -163,6 +169,11 @@ static void conn_close(struct conn *c)
 		na_stream_close_fn fn = c->on_close;
 		c->on_close = NULL;
 		fn(&c->req, c->on_close_ud);
+	}
+	if (c->file && !c->file->inflight) {
+		close(c->file->fd);
+		free(c->file);
+		c->file = NULL;
 	}
 	uv_close(&c->u.h, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -198,7 +209,7 @@ static void on_timeout(uv_timer_t *t)
 		conn_close(c);
 		return;
 	}
-	if (c->state == C_READING) {
+	if (c->state == C_READING || c->state == C_FILE) {
 		na_debug("connection timed out", "peer=%s begun=%d", c->peer, c->msg.begun);
 		conn_close(c);
 	}
@@ -426,6 +437,12 @@ static void op_send(na_req_t *req, int status, const char *ctype, const char *ex
 			conn_write(c, hdr, (size_t)n);
 		conn_write(c, body, len);
 	}
+	reply_done(c, keep);
+}
+
+/* The end of a reply: the next request on a keep-alive connection. */
+static void reply_done(struct conn *c, int keep)
+{
 	c->state = C_READING;
 	na_msg_reset(&c->msg);
 	if (c->closing) {
@@ -438,6 +455,90 @@ static void op_send(na_req_t *req, int status, const char *ctype, const char *ex
 	}
 	arm_timer(c, c->srv->opts.idle_timeout_ms);
 	conn_process(c);
+}
+
+static void on_file_read(uv_fs_t *fs)
+{
+	struct fsend *f = (struct fsend *)fs; /* fs is its first member */
+	struct conn *c = uv_req_get_data((uv_req_t *)fs);
+	ssize_t n = fs->result;
+	uv_fs_req_cleanup(fs);
+	f->inflight = 0;
+	if (c->closing) {
+		close(f->fd);
+		free(f);
+		c->file = NULL;
+		conn_free_if_done(c);
+		return;
+	}
+	if (n <= 0) {
+		/* The file shrank or failed under us: the Content-Length sent
+		 * cannot be met, so the client must see a cut connection. */
+		na_warn("file reply cut short", "peer=%s left=%llu", c->peer,
+			(unsigned long long)f->left);
+		conn_close(c);
+		return;
+	}
+	if ((uint64_t)n > f->left)
+		n = (ssize_t)f->left;
+	f->off += (uint64_t)n;
+	f->left -= (uint64_t)n;
+	conn_write(c, f->buf, (size_t)n);
+	file_pump(c);
+}
+
+static void file_pump(struct conn *c)
+{
+	struct fsend *f = c->file;
+	if (!f || f->inflight || c->closing)
+		return;
+	if (f->left == 0) {
+		close(f->fd);
+		c->file = NULL;
+		int keep = f->keep;
+		free(f);
+		reply_done(c, keep);
+		return;
+	}
+	if (uv_stream_get_write_queue_size(&c->u.s) > WRITE_HIGHWATER)
+		return;				    /* after_write calls again */
+	arm_timer(c, c->srv->opts.idle_timeout_ms); /* a reader that stalls is dropped */
+	size_t want = f->left < FILE_CHUNK ? (size_t)f->left : FILE_CHUNK;
+	uv_buf_t b = uv_buf_init(f->buf, (unsigned)want);
+	uv_req_set_data((uv_req_t *)&f->fs, c);
+	if (uv_fs_read(c->srv->loop, &f->fs, f->fd, &b, 1, (int64_t)f->off, on_file_read) < 0) {
+		conn_close(c);
+		return;
+	}
+	f->inflight = 1;
+}
+
+static void op_file(na_req_t *req, int status, const char *ctype, int fd, uint64_t size)
+{
+	struct conn *c = req->priv;
+	struct fsend *f = c->closing ? NULL : calloc(1, sizeof(*f));
+	if (!f) {
+		close(fd);
+		if (!c->closing)
+			conn_close(c);
+		c->state = C_READING;
+		conn_free_if_done(c);
+		return;
+	}
+	f->fd = fd;
+	f->left = size;
+	f->keep = c->msg.keepalive && !c->srv->draining;
+	char hdr[512];
+	int n = snprintf(hdr, sizeof(hdr),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n"
+			 "Connection: %s\r\n\r\n",
+			 status, reason(status), ctype, (unsigned long long)size,
+			 f->keep ? "keep-alive" : "close");
+	c->state = C_FILE;
+	c->file = f;
+	if (n > 0 && (size_t)n < sizeof(hdr))
+		conn_write(c, hdr, (size_t)n);
+	file_pump(c);
 }
 
 static void op_stream_begin(na_req_t *req, na_stream_close_fn on_close, void *ud)
@@ -482,6 +583,7 @@ const struct na_reply_ops na_http_sock_ops = {
     .stream_begin = op_stream_begin,
     .stream_send = op_stream_send,
     .header = op_header,
+    .file = op_file,
 };
 
 void na_conn_start(struct conn *c)

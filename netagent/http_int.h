@@ -24,7 +24,17 @@
 /* An SSE client that lets this much pile up is too slow to keep. */
 #define STREAM_HIGHWATER (4 * 1024 * 1024)
 
-enum cstate { C_READING, C_HANDLING, C_STREAMING };
+enum cstate { C_READING, C_HANDLING, C_STREAMING, C_FILE };
+
+/* A reply body read from a file (na_reply_file), FILE_CHUNK at a time on
+ * libuv's threadpool, no further ahead than the client reads. */
+#define FILE_CHUNK (64 * 1024)
+struct fsend {
+	uv_fs_t fs;
+	int fd, inflight, keep;
+	uint64_t off, left;
+	char buf[FILE_CHUNK];
+};
 
 struct listener {
 	union {
@@ -62,6 +72,7 @@ struct conn {
 	size_t linger_bytes;
 	na_stream_close_fn on_close;
 	void *on_close_ud;
+	struct fsend *file;
 };
 
 struct na_http {

@@ -79,6 +79,8 @@ static int w_check(void *arg, na_err_t *err)
 	const char *f = "image.path";
 	if (j->creating && runtime_clash(j, err) < 0)
 		return -1;
+	if (j->spec && j->spec->role->check_fs && j->spec->role->check_fs(j->spec, err) < 0)
+		return -1;
 	if (!j->rootfs[0])
 		return 0;
 	char comp[PV_PATH_MAX];
@@ -140,6 +142,7 @@ int pv_check_fs(const pv_ct_t *c, const pv_spec_t *spec, pv_cb cb, void *ud)
 		snprintf(j->rootfs, sizeof(j->rootfs), "%s", spec->rootfs);
 	snprintf(j->id, sizeof(j->id), "%s", c->id);
 	j->creating = c->state == PV_S_CREATING;
+	j->spec = spec; /* the operation holds it until the job is done */
 	j->cb = cb;
 	j->ud = ud;
 	key_of(c->name, key, sizeof(key));
@@ -317,6 +320,8 @@ static int w_prepare(void *arg, na_err_t *err)
 	stale_runtime(j);
 	for (size_t i = 0; i < j->spec->nbinds; i++) {
 		const pv_bind_t *b = &j->spec->binds[i];
+		if (b->src[0])
+			continue; /* the role's check_fs vouched for it */
 		snprintf(path, sizeof(path), "%s/%s", j->dir, b->sub);
 		if (mkdir_mode(path, b->mode ? b->mode : 0755, err) < 0)
 			return -1;

@@ -187,7 +187,10 @@ static void add_image_mounts(json_t *ms, const pv_spec_t *s, const pv_oci_ctx_t 
 	static const char *const brw[] = {"bind", "rw", "nosuid", "nodev", "noexec"};
 	for (size_t i = 0; c->run_dir && i < s->nbinds; i++) {
 		char src[600];
-		snprintf(src, sizeof(src), "%s/%s", c->run_dir, s->binds[i].sub);
+		if (s->binds[i].src[0])
+			snprintf(src, sizeof(src), "%s", s->binds[i].src);
+		else
+			snprintf(src, sizeof(src), "%s/%s", c->run_dir, s->binds[i].sub);
 		json_array_append_new(
 		    ms, mnt(s->binds[i].dest, "bind", src, s->binds[i].rw ? brw : bro, 5));
 	}

@@ -56,7 +56,8 @@ static int init(na_agent_t *ag, na_err_t *err)
 	snprintf(pv.vol_dir, sizeof(pv.vol_dir), "%s/volumes", na_state_dir(ag->state));
 	pv_ops_init();
 	pv_reconcile_init();
-	if (pv_load_state(err) < 0 || pv_routes_init(ag->api, err) < 0 || pv_probe_start(err) < 0)
+	if (pv_load_state(err) < 0 || pv_routes_init(ag->api, err) < 0 ||
+	    pv_backups_init(ag, err) < 0 || pv_probe_start(err) < 0)
 		return -1;
 	for (size_t i = 0; pv_roles[i]; i++)
 		if (pv_roles[i]->init && pv_roles[i]->init(ag, err) < 0) {
@@ -106,6 +107,7 @@ static void fini(na_agent_t *ag)
 		c->waiters = NULL;
 		pv_ct_unlink_free(c);
 	}
+	pv_backups_fini();
 }
 
 int pv_container_info(const char *name, pv_info_t *out, na_err_t *err)

@@ -238,4 +238,8 @@ void pv_logs_close_all(const char *name); /* container gone: end its followers *
 void pv_reconcile(na_agent_t *ag, na_done_fn done, void *ud);
 void pv_reconcile_init(void);
 
+/* ---- backup.c: dumps of postgres members (routes, records, jobs) ---- */
+int pv_backups_init(na_agent_t *ag, na_err_t *err);
+void pv_backups_fini(void);
+
 #endif

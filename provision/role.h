@@ -39,6 +39,10 @@ struct pv_role {
 	 * the role builds the command, restart default, extra tmpfs mounts,
 	 * shm size). Errors are 422 with the field. */
 	int (*validate)(const json_t *body, pv_spec_t *spec, na_err_t *err);
+	/* Worker thread, before a create or an update changes anything: the
+	 * file-system half of validation (a repository, a path the body
+	 * names). 422 with the field. NULL: nothing to check. */
+	int (*check_fs)(const pv_spec_t *spec, na_err_t *err);
 	/* Worker thread, before every start: renders the role's files (e.g.
 	 * patroni.yml into ctx->dir). NULL: nothing to render. */
 	int (*prepare)(const pv_spec_t *spec, const pv_prep_ctx_t *ctx, na_err_t *err);

@@ -44,6 +44,7 @@ typedef struct pv_tmpfs {
 #define PV_MAX_BINDS 4
 typedef struct pv_bind {
 	char sub[32];
+	char src[PV_PATH_MAX]; /* instead of sub: a host directory (checked by the role) */
 	char dest[PV_PATH_MAX];
 	int rw;
 	unsigned uid, gid, mode; /* of <run dir>/<sub> */

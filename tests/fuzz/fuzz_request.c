@@ -36,7 +36,7 @@ static const char *sink_header(na_req_t *req, const char *name)
 	return na_msg_header(cur, name);
 }
 static const struct na_reply_ops ops = {sink_send, sink_stream_begin, sink_stream_send,
-					sink_header};
+					sink_header, NULL};
 
 static const na_field_t net_spec[] = {
     {"vni", NA_F_INT, 1, 1, 16777215},

@@ -23,7 +23,7 @@ static void t_send(na_req_t *req, int status, const char *ctype, const char *ext
 	snprintf(last_body, sizeof(last_body), "%.*s", (int)len, body);
 	snprintf(last_extra, sizeof(last_extra), "%s", extra ? extra : "");
 }
-static const struct na_reply_ops ops = {t_send, NULL, NULL, NULL};
+static const struct na_reply_ops ops = {t_send, NULL, NULL, NULL, NULL};
 
 static void h_ok(na_req_t *req, void *ud)
 {
