@@ -110,5 +110,5 @@ env -u NA_T -u NA_TMP bench/overlay_etcd.sh
 # Containers: start latency beside runc by hand, 50 at once, adoption (bench/containers.sh).
 env -u NA_T -u NA_TMP bench/containers.sh
 
-# VIPs: failover as a client sees it, beside a hand-run ip addr script (bench/vip.sh).
+# VIPs: failover as a client sees it, beside keepalived in the same namespaces (bench/vip.sh).
 env -u NA_T -u NA_TMP bench/vip.sh

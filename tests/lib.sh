@@ -23,6 +23,7 @@
 #                          pause_etcd_member I / resume_etcd_member I (SIGSTOP / SIGCONT)
 #                          isolate_etcd_member I / heal_etcd_member I (peer traffic dropped by nft;
 #                          clients still reach it) | stop_etcd_cluster
+# VIPs:                    start_vip_sampler OUT "ADDR…" HOST…  netlink address sampler (150+ Hz)
 #
 # Everything a test creates is named with the random prefix na${NA_T} (agents: their names)
 # and lives in $NA_TMP; the EXIT/INT/TERM trap removes it all (agents, tracked processes,
@@ -539,4 +540,69 @@ stop_etcd_cluster() {
 	for i in "${!_ETCD_PID[@]}"; do stop_etcd_member "$i"; heal_etcd_member "$i"; done
 	_ETCD_N=0
 	return 0
+}
+
+# ---------------------------------------------------------------- VIP sampler
+# start_vip_sampler OUT "ADDR [ADDR6…]" HOST…: in the background, one line per round into OUT:
+# "ms" then, for each host and each address, 1 when the host's namespace has the address
+# (first read), then the same columns again counting a host only when a second read, made in
+# the reverse host order, saw it too. Reads in turn are not one instant: a handover from a
+# host read earlier to one read later would look like two holders; the second columns are the
+# two-holder verdict's. Netlink address dumps on one socket per namespace (made once), not a
+# process per read, so the rate holds on a loaded machine (150+ Hz). Sets VIP_SAMPLER (pid).
+start_vip_sampler() {
+	local out=$1 addrs=$2 h nss=()
+	shift 2
+	for h in "$@"; do nss+=("/run/netns/$(hostns "$h")"); done
+	"$PY" - "$addrs" "${nss[@]}" >"$out" 2>"$out.err" <<'PYEOF' &
+import ctypes, os, socket, struct, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+addrs = [socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a) for a in sys.argv[1].split()]
+me = os.open("/proc/self/ns/net", os.O_RDONLY)
+socks = []
+for p in sys.argv[2:]:
+    fd = os.open(p, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:
+        sys.exit("setns %s failed" % p)
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    s.bind((0, 0))
+    socks.append(s)
+    os.close(fd)
+libc.setns(me, 0x40000000)
+seq = 0
+def has(s):
+    global seq
+    seq += 1
+    s.send(struct.pack("=IHHII", 24, 22, 0x301, seq, 0) + struct.pack("=BBBBI", 0, 0, 0, 0, 0))
+    found = set()
+    while True:
+        data = s.recv(65536)
+        off = 0
+        while off + 16 <= len(data):
+            ln, typ, _, sq, _ = struct.unpack_from("=IHHII", data, off)
+            if ln < 16 or typ in (2, 3):  # ERROR, DONE
+                return [int(a in found) for a in addrs]
+            if typ == 20:  # RTM_NEWADDR
+                a = off + 16 + 8
+                while a + 4 <= off + ln:
+                    alen, atyp = struct.unpack_from("=HH", data, a)
+                    if alen < 4:
+                        break
+                    if atyp in (1, 2):  # IFA_ADDRESS, IFA_LOCAL
+                        found.add(bytes(data[a + 4:a + alen]))
+                    a += (alen + 3) & ~3
+            off += (ln + 3) & ~3
+out = sys.stdout
+while True:
+    t = int(time.time() * 1000)
+    first = [has(s) for s in socks]
+    second = [has(s) for s in reversed(socks)][::-1]
+    cols = [str(x) for h in first for x in h]
+    cols += [str(int(x and y)) for h1, h2 in zip(first, second) for x, y in zip(h1, h2)]
+    out.write("%d %s\n" % (t, " ".join(cols)))
+    out.flush()
+    time.sleep(0.005)
+PYEOF
+	VIP_SAMPLER=$!
+	track_pid $VIP_SAMPLER
 }

@@ -45,34 +45,9 @@ for h in $HOSTS; do wait_for 5 in_host $h sh -c "ss -Htln | grep -q ':$PORT\\b'"
 
 SAMPLES=$NA_TMP/samples
 # "ms h1 h2 h3 | h1 h2 h3 (IPv6)" every ~20 ms.
-sampler() {
-	local t h a line
-	local -A v4 v6
-	while :; do
-		t=${EPOCHREALTIME/./}
-		line="$((t / 1000))"
-		for h in $HOSTS; do
-			a=$(ip -n "$(hostns $h)" -o addr show dev eth0 2>/dev/null)
-			v4[$h]=0 v6[$h]=0
-			[[ $a == *" $VIP/"* ]] && v4[$h]=1
-			[[ $a == *" $VIP6/"* ]] && v6[$h]=1
-			line="$line ${v4[$h]} ${v6[$h]}"
-		done
-		# Reads in turn are not one instant: a handover from a host read earlier to one read
-		# later would look like two holders. Read again in reverse order; columns 8-13 count a
-		# host only if both of its reads saw the address (the two-holder verdict uses them).
-		for h in $(echo $HOSTS | tr ' ' '\n' | tac); do
-			a=$(ip -n "$(hostns $h)" -o addr show dev eth0 2>/dev/null)
-			[[ $a == *" $VIP/"* ]] || v4[$h]=0
-			[[ $a == *" $VIP6/"* ]] || v6[$h]=0
-		done
-		for h in $HOSTS; do line="$line ${v4[$h]} ${v6[$h]}"; done
-		echo "$line"
-	done >"$SAMPLES"
-}
-sampler &
-SAMPLER=$!
-track_pid $SAMPLER
+# tests/lib.sh's netlink sampler: same columns, 150+ Hz under load.
+start_vip_sampler "$SAMPLES" "$VIP $VIP6" $HOSTS
+SAMPLER=$VIP_SAMPLER
 
 mstime() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 has_vip() {
