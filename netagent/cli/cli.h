@@ -180,5 +180,6 @@ int cmd_vip_apply(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_vip_rm(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_vip_failover(cli_t *cli, cli_args_t *a, na_err_t *err);
 int cmd_vip_history(cli_t *cli, cli_args_t *a, na_err_t *err);
+int cmd_doctor(cli_t *cli, cli_args_t *a, na_err_t *err);
 
 #endif

@@ -112,6 +112,9 @@ static const cli_cmd_t commands[] = {
     {"vip failover", "NAME", 1, 1, 0, cmd_vip_failover,
      "hand the VIP held here to another healthy candidate", NULL},
     {"vip history", "NAME", 1, 1, 0, cmd_vip_history, "the VIP's transitions on this agent", NULL},
+    {"doctor", "", 0, 0, 0, cmd_doctor,
+     "what is wrong on this agent: drift, MTU, etcd, runtime, containers, VIPs (exit 1 if any)",
+     NULL},
     {"help", "[COMMAND...]", 0, -1, 0, NULL, "show this help, or one command's", NULL},
 };
 
