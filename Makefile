@@ -4,7 +4,7 @@ CC      ?= cc
 BUILD   ?= build
 # Where the binaries go; a helper build elsewhere: make BUILD=build/x BIN=build/x/bin
 BIN     ?= bin
-PKGS    := libuv openssl jansson libnl-3.0 libnl-route-3.0 libmnl libcurl
+PKGS    := libuv openssl jansson libnl-3.0 libnl-route-3.0 libmnl libnftnl libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g

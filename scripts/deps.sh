@@ -10,7 +10,7 @@ PACKAGES=(
 	build-essential pkg-config clang libclang-rt-14-dev
 	# libraries
 	libuv1-dev libssl-dev openssl libjansson-dev libhttp-parser-dev
-	libnl-3-dev libnl-route-3-dev libmnl-dev libcurl4-openssl-dev libcmocka-dev
+	libnl-3-dev libnl-route-3-dev libmnl-dev libnftnl-dev libcurl4-openssl-dev libcmocka-dev
 	# tools the tests, demo and operators use
 	curl iproute2 iputils-ping tcpdump etcd-server etcd-client python3 nftables
 	valgrind procps psmisc util-linux kmod

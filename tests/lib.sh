@@ -23,7 +23,7 @@
 #                          pause_etcd_member I / resume_etcd_member I (SIGSTOP / SIGCONT)
 #                          isolate_etcd_member I / heal_etcd_member I (peer traffic dropped by nft;
 #                          clients still reach it) | stop_etcd_cluster
-# VIPs:                    start_vip_sampler OUT "ADDR…" HOST…  netlink address sampler (150+ Hz)
+# VIPs:                    start_vip_sampler OUT "ADDR…" HOST…  netlink sampler of who holds (address + live nft fence)
 #
 # Everything a test creates is named with the random prefix na${NA_T} (agents: their names)
 # and lives in $NA_TMP; the EXIT/INT/TERM trap removes it all (agents, tracked processes,
@@ -544,12 +544,18 @@ stop_etcd_cluster() {
 
 # ---------------------------------------------------------------- VIP sampler
 # start_vip_sampler OUT "ADDR [ADDR6…]" HOST…: in the background, one line per round into OUT:
-# "ms" then, for each host and each address, 1 when the host's namespace has the address
-# (first read), then the same columns again counting a host only when a second read, made in
-# the reverse host order, saw it too. Reads in turn are not one instant: a handover from a
-# host read earlier to one read later would look like two holders; the second columns are the
-# two-holder verdict's. Netlink address dumps on one socket per namespace (made once), not a
-# process per read, so the rate holds on a loaded machine (150+ Hz). Sets VIP_SAMPLER (pid).
+# "ms" then, for each host and each address, 1 when the host holds the address (first read),
+# then the same columns again counting a host only when a second read, made in the reverse
+# host order, saw it hold it too, then (diagnostics) the first read's bare address columns.
+# A host holds an address when its namespace has it AND, where the agent fences it with
+# nftables (etcd mode: tables netagent.<agent>.<vip> in the address's family), one of those
+# tables' set "live" has a live element for it: expired elements are not dumped, and
+# an expired element means the host no longer answers ARP/NS or traffic for it. Without such
+# tables (local mode) the address alone counts. Reads in turn are not one instant: a handover
+# from a host read earlier to one read later would look like two holders; the second columns
+# are the two-holder verdict's. Netlink dumps (rtnetlink and nfnetlink) on sockets made once
+# per namespace, not a process per read, so the rate holds on a loaded machine (100+ Hz).
+# Sets VIP_SAMPLER (pid).
 start_vip_sampler() {
 	local out=$1 addrs=$2 h nss=()
 	shift 2
@@ -558,6 +564,7 @@ start_vip_sampler() {
 import ctypes, os, socket, struct, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 addrs = [socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a) for a in sys.argv[1].split()]
+fams = sorted(set(2 if len(a) == 4 else 10 for a in addrs))  # NFPROTO_IPV4 / NFPROTO_IPV6
 me = os.open("/proc/self/ns/net", os.O_RDONLY)
 socks = []
 for p in sys.argv[2:]:
@@ -566,43 +573,134 @@ for p in sys.argv[2:]:
         sys.exit("setns %s failed" % p)
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     s.bind((0, 0))
-    socks.append(s)
+    n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+    n.bind((0, 0))
+    socks.append((s, n))
     os.close(fd)
 libc.setns(me, 0x40000000)
 seq = 0
-def has(s):
+def dump(s, req):
+    """Sends one dump request; the attribute bytes of each answer, [] on error."""
     global seq
     seq += 1
-    s.send(struct.pack("=IHHII", 24, 22, 0x301, seq, 0) + struct.pack("=BBBBI", 0, 0, 0, 0, 0))
-    found = set()
+    s.send(req(seq))
+    msgs = []
     while True:
-        data = s.recv(65536)
+        data = s.recv(1 << 16)
         off = 0
         while off + 16 <= len(data):
             ln, typ, _, sq, _ = struct.unpack_from("=IHHII", data, off)
             if ln < 16 or typ in (2, 3):  # ERROR, DONE
-                return [int(a in found) for a in addrs]
-            if typ == 20:  # RTM_NEWADDR
-                a = off + 16 + 8
-                while a + 4 <= off + ln:
-                    alen, atyp = struct.unpack_from("=HH", data, a)
-                    if alen < 4:
-                        break
-                    if atyp in (1, 2):  # IFA_ADDRESS, IFA_LOCAL
-                        found.add(bytes(data[a + 4:a + alen]))
-                    a += (alen + 3) & ~3
+                return msgs
+            msgs.append(bytes(data[off + 16:off + ln]))
             off += (ln + 3) & ~3
+def attrs(b, off=0):
+    out = []
+    while off + 4 <= len(b):
+        al, at = struct.unpack_from("=HH", b, off)
+        if al < 4:
+            break
+        out.append((at & 0x3fff, b[off + 4:off + al]))
+        off += (al + 3) & ~3
+    return out
+def nla(t, v):
+    return struct.pack("=HH", 4 + len(v), t) + v + b"\0" * ((4 - len(v) % 4) % 4)
+def nft(sub, fam, body=b""):
+    # nlmsghdr + nfgenmsg (family, version 0, res_id 0); NFNL_SUBSYS_NFTABLES = 10
+    return lambda q: struct.pack("=IHHII", 20 + len(body), (10 << 8) | sub, 0x301, q, 0) + struct.pack("=BBH", fam, 0, 0) + body
+def addrs_of(s):
+    found = set()
+    for m in dump(s, lambda q: struct.pack("=IHHII", 24, 22, 0x301, q, 0) + struct.pack("=BBBBI", 0, 0, 0, 0, 0)):
+        for t, v in attrs(m, 8):
+            if t in (1, 2):  # IFA_ADDRESS, IFA_LOCAL
+                found.add(v)
+    return found
+def fence_of(n):
+    """{family: set of live keys} for the families that have netagent tables."""
+    out = {}
+    for fam in fams:
+        for m in dump(n, nft(1, fam)):  # NFT_MSG_GETTABLE
+            name = dict(attrs(m, 4)).get(1, b"").rstrip(b"\0")
+            if not name.startswith(b"netagent."):
+                continue
+            live = out.setdefault(fam, set())
+            body = nla(1, name + b"\0") + nla(2, b"live\0")
+            for e in dump(n, nft(13, fam, body)):  # NFT_MSG_GETSETELEM
+                for t, lst in attrs(e, 4):
+                    if t != 3:  # NFTA_SET_ELEM_LIST_ELEMENTS
+                        continue
+                    for _, el in attrs(lst):
+                        for t2, key in attrs(el):
+                            if t2 == 1:  # NFTA_SET_ELEM_KEY → NFTA_DATA_VALUE
+                                live.update(v for t3, v in attrs(key) if t3 == 1)
+    return out
+def read(sn):
+    s, n = sn
+    have = addrs_of(s)
+    fence = fence_of(n)
+    holds = []
+    for a in addrs:
+        fam = 2 if len(a) == 4 else 10
+        holds.append(int(a in have and (fam not in fence or a in fence[fam])))
+    return holds, [int(a in have) for a in addrs]
 out = sys.stdout
 while True:
     t = int(time.time() * 1000)
-    first = [has(s) for s in socks]
-    second = [has(s) for s in reversed(socks)][::-1]
-    cols = [str(x) for h in first for x in h]
-    cols += [str(int(x and y)) for h1, h2 in zip(first, second) for x, y in zip(h1, h2)]
+    first = [read(sn) for sn in socks]
+    second = [read(sn)[0] for sn in reversed(socks)][::-1]
+    cols = [str(x) for h, _ in first for x in h]
+    cols += [str(int(x and y)) for (h1, _), h2 in zip(first, second) for x, y in zip(h1, h2)]
+    cols += [str(x) for _, r in first for x in r]
     out.write("%d %s\n" % (t, " ".join(cols)))
     out.flush()
     time.sleep(0.005)
 PYEOF
 	VIP_SAMPLER=$!
 	track_pid $VIP_SAMPLER
+}
+
+# ---------------------------------------------------------------- VIP helpers
+# vip_fence_table AGENT VIP: the nftables table name of AGENT's fence of VIP (etcd mode,
+# vip/fence.c): netagent.<agent name>.<vip>, '-' written '_'.
+vip_fence_table() { local t; t="netagent.$(agent_name "$1").$2"; echo "${t//-/_}"; }
+# start_vip_prober OUT HOST ADDR PORT [MAC]: in the background, from HOST's namespace, a TCP
+# connect to ADDR:PORT every 10 ms with a 100 ms timeout; one line per try into OUT: "ms
+# answer" (the first line the service sent, or "-"). With MAC, HOST's neighbour entry for
+# ADDR is pinned to MAC first (permanent): the prober then only ever asks that one machine,
+# e.g. the old holder, whatever gratuitous ARPs say. Sets VIP_PROBER (pid).
+start_vip_prober() {
+	local out=$1 host=$2 addr=$3 port=$4 mac=${5:-}
+	if [ -n "$mac" ]; then
+		in_host "$host" ip neigh replace "$addr" lladdr "$mac" dev eth0 nud permanent || return 1
+	fi
+	nsenter --net="/run/netns/$(hostns "$host")" "$PY" - "$addr" "$port" >"$out" 2>"$out.err" <<'PYEOF' &
+import socket, sys, time
+addr, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+while True:
+    t = int(time.time() * 1000)
+    got = "-"
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(0.1)
+        s.connect((addr, port))
+        got = s.recv(32).decode().strip() or "-"
+    except OSError:
+        pass
+    finally:
+        s.close()
+    sys.stdout.write("%d %s\n" % (t, got))
+    sys.stdout.flush()
+    time.sleep(0.01)
+PYEOF
+	VIP_PROBER=$!
+	track_pid $VIP_PROBER
+}
+# prober_first OUT SINCE_MS ANSWER: ms from SINCE_MS to the first try answered ANSWER ("none").
+prober_first() {
+	awk -v t0="$2" -v a="$3" '$1 >= t0 && $2 == a { print $1 - t0; f = 1; exit } END { if (!f) print "none" }' "$1"
+}
+# prober_last OUT SINCE_MS ANSWER: ms from SINCE_MS to the last try answered ANSWER ("none").
+prober_last() {
+	awk -v t0="$2" -v a="$3" '$1 >= t0 && $2 == a { l = $1 - t0; f = 1 } END { print f ? l : "none" }' "$1"
 }

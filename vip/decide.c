@@ -65,7 +65,8 @@ static void took(vip_t *v, int rc, int added, const na_err_t *err, void *ud)
 	} else if (rc == 1) {
 		/* The lease proof went stale before the address could be added:
 		 * the next renewal takes it if we still own the key. */
-		vip_set_state(v, VIP_FAULT, "", "fenced: lease proof too old to add the address");
+		vip_set_state(v, VIP_FAULT, "",
+			      "fenced: lease or liveness proof too old to add the address");
 	} else if (!v->deleting && !vm.stopping) {
 		v->retry_ms = 0;
 		v->retry_at_ms = 0;
@@ -83,7 +84,7 @@ void vip_take(vip_t *v, const char *reason)
 {
 	struct take *t;
 	unsigned long long until = 0;
-	int lft = 0;
+	int lft = 0, fence;
 
 	if (v->taking || v->dropping || v->deleting || vm.stopping || backing_off(v))
 		return;
@@ -92,6 +93,15 @@ void vip_take(vip_t *v, const char *reason)
 		lft = vm.addr_lft_s;
 		if (!until)
 			return;
+		/* The fence must be provable for a while yet: else a renewal
+		 * first (its success kicks the election again). */
+		if (v->live_until < na_now_ms() + VIP_FENCE_MIN_MS + VIP_FENCE_GUARD_MS) {
+			vip_live_kick();
+			return;
+		}
+		fence = VIP_FENCE_ARM;
+	} else {
+		fence = VIP_FENCE_OFF;
 	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -99,7 +109,7 @@ void vip_take(vip_t *v, const char *reason)
 	snprintf(t->reason, sizeof(t->reason), "%s", reason);
 	v->take_t0_ms = v->take_t0_ms ? v->take_t0_ms : na_now_ms();
 	v->taking = 1;
-	if (vip_k_ensure(v, lft, until, 1, took, t) < 0) {
+	if (vip_k_ensure(v, lft, until, 1, fence, v->live_until, took, t) < 0) {
 		v->taking = 0;
 		free(t);
 		na_warn("vip take not queued", "vip=%s", v->name);

@@ -152,19 +152,28 @@ const vip_cand_t *vip_el_better(const vip_t *v, int need_preempt)
 
 /* ---- acquire / release ---------------------------------------------------- */
 
-void vip_el_learn_owner(vip_t *v, const na_etcd_kv_t *kv)
+int vip_el_learn_owner(vip_t *v, const na_etcd_kv_t *kv, int64_t rev)
 {
+	int64_t mod = kv ? kv->mod_revision : 0;
+	if (v->owner_known && rev && rev < v->owner_rev)
+		return 0;
+	/* the standby's silence clock starts again at any change it learns */
+	if (!v->owner_known || mod != v->owner_mod || !kv != !v->owner[0])
+		v->owner_seen_ms = na_now_ms();
 	v->owner_known = 1;
+	v->owner_rev = rev;
+	v->owner_mod = mod;
 	v->yield_until_ms = 0;
 	v->owner[0] = 0;
 	v->owner_lease = 0;
 	if (!kv)
-		return;
+		return 1;
 	json_error_t je;
 	cleanup_json json_t *o = json_loadb(kv->value, kv->value_len, 0, &je);
 	const char *h = json_string_value(json_object_get(o, "holder"));
 	snprintf(v->owner, sizeof(v->owner), "%s", h && na_name_valid(h) ? h : "?");
 	v->owner_lease = kv->lease;
+	return 1;
 }
 
 static void acquired(void *ud, int rc, const na_err_t *err, const na_etcd_result_t *res)
@@ -177,19 +186,33 @@ static void acquired(void *ud, int rc, const na_err_t *err, const na_etcd_result
 		return;
 	}
 	if (res->succeeded) {
-		v->owner_known = 1;
-		snprintf(v->owner, sizeof(v->owner), "%s", vip_el_me());
-		v->owner_lease = vip_el.id;
+		na_etcd_kv_t kv = {.mod_revision = res->revision, .lease = vip_el.id};
+		char val[100];
+		snprintf(val, sizeof(val), "{\"holder\":\"%s\"}", vip_el_me());
+		kv.value = val;
+		kv.value_len = strlen(val);
+		vip_el_learn_owner(v, &kv, res->revision);
+		/* Any standby learns of this claim after etcd applied it, which
+		 * is after we sent it: that is our first fence proof. */
+		vip_live_proven(v, v->claim_sent_ms);
+		vip_live_kick();
 	} else {
 		/* else branch: a get of the key (ours if a retried txn had
-		 * been applied before its answer was lost). */
+		 * been applied before its answer was lost), and for a takeover
+		 * the holder's record (it renewed: its silence starts again). */
 		const na_etcd_kv_t *kv = NULL;
 		if (res->nresps && res->resps[0].nkvs)
 			kv = &res->resps[0].kvs[0];
-		vip_el_learn_owner(v, kv);
+		vip_el_learn_owner(v, kv, res->revision);
+		if (v->claim_from[0] && res->nresps > 1)
+			vip_live_learn(v->claim_from,
+				       res->resps[1].nkvs ? res->resps[1].kvs[0].mod_revision : 0);
+		if (vip_el_owns(v))
+			vip_live_kick(); /* proof first, then the take */
 	}
+	vip_live_follow();
 	if (vip_el_owns(v) && !v->deleting && !vm.stopping) {
-		vip_take(v, "elected");
+		vip_take(v, v->claim_from[0] ? "took over: holder silent" : "elected");
 	} else {
 		v->take_t0_ms = 0;
 		settle(v, "another agent holds it");
@@ -235,9 +258,23 @@ void vip_elect_kick(vip_t *v)
 		return;
 	}
 	settle(v, v->owner[0] ? "another agent holds it" : "waiting");
-	if (!vip_el.reset_seen || !v->owner_known || v->owner[0] || v->health != VIP_H_UP ||
-	    !v->resolved)
+	if (!vip_el.reset_seen || !v->owner_known || v->health != VIP_H_UP || !v->resolved)
 		return;
+	int64_t live_mod = 0;
+	if (v->owner[0]) {
+		/* Held by another agent: take over only once its record and
+		 * the owner key have both been silent for takeover_ms, counted
+		 * from when we received their last change. */
+		unsigned long long seen = 0, last;
+		if (!strcmp(v->owner, vip_el_me()) || !na_name_valid(v->owner) ||
+		    !vip_live_peer(v->owner, &live_mod, &seen))
+			return;
+		last = seen > v->owner_seen_ms ? seen : v->owner_seen_ms;
+		if (now < last + (unsigned long long)vm.takeover_ms) {
+			defer(v, last + (unsigned long long)vm.takeover_ms - now);
+			return;
+		}
+	}
 	if (now < v->holdoff_until_ms) {
 		defer(v, v->holdoff_until_ms - now);
 		return;
@@ -270,9 +307,23 @@ void vip_elect_kick(vip_t *v)
 	snprintf(val, sizeof(val), "{\"holder\":\"%s\",\"priority\":%d}", vip_el_me(),
 		 v->spec.priority);
 	na_etcd_txn_t *t = na_etcd_txn_new();
-	na_etcd_txn_cmp_create(t, key, NA_ETCD_EQUAL, 0);
+	if (v->owner[0]) {
+		/* Nothing of the holder's may have changed since we looked:
+		 * a renewal we have not received yet fails the claim. */
+		char lkey[200];
+		vip_live_key(v->owner, lkey, sizeof(lkey));
+		na_etcd_txn_cmp_mod(t, key, NA_ETCD_EQUAL, v->owner_mod);
+		na_etcd_txn_cmp_mod(t, lkey, NA_ETCD_EQUAL, live_mod);
+		na_etcd_txn_get(t, NA_ETCD_ELSE, key, 0);
+		na_etcd_txn_get(t, NA_ETCD_ELSE, lkey, 0);
+		na_info("vip holder silent: claiming", "vip=%s holder=%s", v->name, v->owner);
+	} else {
+		na_etcd_txn_cmp_create(t, key, NA_ETCD_EQUAL, 0);
+		na_etcd_txn_get(t, NA_ETCD_ELSE, key, 0);
+	}
 	na_etcd_txn_put(t, NA_ETCD_THEN, key, val, strlen(val), vip_el.id);
-	na_etcd_txn_get(t, NA_ETCD_ELSE, key, 0);
+	snprintf(v->claim_from, sizeof(v->claim_from), "%s", v->owner);
+	v->claim_sent_ms = na_now_ms();
 	if (!v->take_t0_ms)
 		v->take_t0_ms = now;
 	v->acquiring = 1;

@@ -66,11 +66,11 @@ static void maybe_preempted(vip_t *v)
 
 static void w_reset(void *ud, const na_etcd_kv_t *kvs, size_t n, int64_t rev)
 {
-	(void)ud, (void)rev;
+	(void)ud;
+	/* authoritative as of rev: what is not listed is absent */
 	for (vip_t *v = vm.vips; v; v = v->next) {
-		v->owner_known = 1;
-		v->owner[0] = 0;
-		v->owner_lease = 0;
+		v->owner_rev = 0;
+		vip_el_learn_owner(v, NULL, rev);
 		v->ncands = 0;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -78,12 +78,15 @@ static void w_reset(void *ud, const na_etcd_kv_t *kvs, size_t n, int64_t rev)
 		char agent[64];
 		vip_t *v = parse_key(kvs[i].key, kvs[i].key_len, &is_owner, agent, sizeof(agent));
 		if (v && is_owner)
-			vip_el_learn_owner(v, &kvs[i]);
+			vip_el_learn_owner(v, &kvs[i], rev);
 		else if (v)
 			apply_cand(v, agent, kvs[i].value, kvs[i].value_len);
 	}
 	vip_el.reset_seen = 1;
+	vip_live_follow();
 	for (vip_t *v = vm.vips; v; v = v->next) {
+		if (vip_el_owns(v))
+			vip_live_kick();
 		maybe_preempted(v);
 		vip_elect_kick(v);
 	}
@@ -108,15 +111,20 @@ static void w_event(void *ud, const na_etcd_event_t *ev)
 		return;
 	}
 	if (ev->type == NA_ETCD_PUT) {
-		na_etcd_kv_t kv = {
-		    .value = (char *)ev->value, .value_len = ev->value_len, .lease = ev->lease};
-		vip_el_learn_owner(v, &kv);
+		na_etcd_kv_t kv = {.value = (char *)ev->value,
+				   .value_len = ev->value_len,
+				   .lease = ev->lease,
+				   .mod_revision = ev->mod_revision};
+		if (!vip_el_learn_owner(v, &kv, ev->mod_revision))
+			return;
 	} else {
-		vip_el_learn_owner(v, NULL);
+		if (!vip_el_learn_owner(v, NULL, ev->mod_revision))
+			return;
 		/* The takeover clock starts when we learn the holder went. */
 		if (v->state != VIP_MASTER)
 			v->take_t0_ms = na_now_ms();
 	}
+	vip_live_follow();
 	vip_elect_kick(v);
 }
 
@@ -205,7 +213,8 @@ static void l_renewed(void *ud, int64_t id, unsigned long long until)
 			if (!u)
 				continue;
 			v->renewing = 1;
-			if (vip_k_ensure(v, vm.addr_lft_s, u, 1, renewed_done, NULL) < 0)
+			if (vip_k_ensure(v, vm.addr_lft_s, u, 1, VIP_FENCE_KEEP, 0, renewed_done,
+					 NULL) < 0)
 				v->renewing = 0;
 		} else {
 			vip_elect_kick(v);
@@ -248,19 +257,24 @@ int vip_elect_init(na_err_t *err)
 		vip_el.saved_id = (int64_t)json_integer_value(json_object_get(o, "id"));
 		json_decref(o);
 	}
+	if (vip_live_init(err) < 0)
+		return -1;
 	na_etcd_lease_cfg_t lc = {.user = "vip",
 				  .ttl_s = vm.lease_ttl_s,
 				  .margin_ms = vm.fence_margin_ms,
 				  .interval_ms = vm.keepalive_ms,
 				  .adopt_id = vip_el.saved_id};
 	vip_el.lease = na_etcd_lease_start(vm.ag->etcd, &lc, &lops, NULL, err);
-	if (!vip_el.lease)
+	if (!vip_el.lease) {
+		vip_live_fini();
 		return -1;
+	}
 	na_etcd_watch_cfg_t wc = {.user = "vip", .prefix = 1, .idle_ms = 10000};
 	vip_el.watch = na_etcd_watch(vm.ag->etcd, VIP_ETCD_PREFIX, &wc, &wops, NULL, err);
 	if (!vip_el.watch) {
 		na_etcd_lease_stop(vip_el.lease, 0, NULL, NULL);
 		vip_el.lease = NULL;
+		vip_live_fini();
 		return -1;
 	}
 	return 0;
@@ -277,6 +291,7 @@ static void lease_stopped(void *ud)
 
 void vip_elect_stop(void (*done)(void *ud), void *ud)
 {
+	vip_live_fini();
 	if (vip_el.watch) {
 		na_etcd_watch_stop(vip_el.watch);
 		vip_el.watch = NULL;
@@ -293,6 +308,7 @@ void vip_elect_stop(void (*done)(void *ud), void *ud)
 
 void vip_elect_fini(void)
 {
+	vip_live_fini();
 	if (vip_el.watch)
 		na_etcd_watch_stop(vip_el.watch);
 	if (vip_el.lease)
@@ -311,4 +327,5 @@ void vip_elect_info(json_t *o)
 	    o, "lease_proof_ms",
 	    json_integer(vip_el.until > now ? (json_int_t)(vip_el.until - now) : 0));
 	json_object_set_new(o, "fenced", json_boolean(vip_el.at_risk));
+	vip_live_info(o);
 }

@@ -1,7 +1,9 @@
 /* The kernel side of a VIP, on the namespace workers (keyed by VIP, so its
- * jobs run in order): add / renew the address with a finite lifetime, remove
- * it, announce it. Lifetimes are the fence that still works when the agent
- * is dead: the kernel removes the address by itself when it runs out. */
+ * jobs run in order): arm the nftables fence (fence.c), add / renew the
+ * address with a finite lifetime, remove it, announce it. Both are fences
+ * that still work when the agent is dead: the set element's millisecond
+ * timeout stops the host answering for the VIP, the whole-second lifetime
+ * removes the address later. */
 #include "netagent/log.h"
 #include "netagent/nl.h"
 #include "netagent/nsworker.h"
@@ -13,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum kop { K_ENSURE, K_REMOVE, K_ANNOUNCE, K_PROBE };
+enum kop { K_ENSURE, K_REMOVE, K_ANNOUNCE, K_PROBE, K_FENCE, K_FENCE_DEL };
 
 struct kjob {
 	vip_t *v;
@@ -22,8 +24,12 @@ struct kjob {
 	na_addr_t addr;
 	int lft_s, slack_ms, announce;
 	unsigned long long until_ms;
+	/* fence: VIP_FENCE_* ; fence_until: the liveness proof (monotonic ms) */
+	int fence;
+	unsigned long long fence_until;
+	char agent[64];
 	/* results */
-	int added, stale;
+	int added, stale, rebuilt;
 	char warn[256];
 	vip_kdone_fn done;
 	void *ud;
@@ -65,6 +71,41 @@ static int permanent(na_nl_t *nl, int ifindex, const struct kjob *j, na_err_t *e
 	return 0;
 }
 
+/* Arms the fence element until j->fence_until: the timeout is computed
+ * right before the batch and the kernel counts it from the batch, so a
+ * stall between the two would push the expiry past the proof: past
+ * VIP_FENCE_GUARD_MS the element is taken out again (the next renewal arms
+ * it). 1: missing table (create = 0 only), 0 done, j->stale if not armed. */
+static int arm_once(struct kjob *j, int create, na_err_t *err)
+{
+	unsigned long long t0 = na_now_ms();
+	int rc;
+	if (j->fence_until < t0 + VIP_FENCE_MIN_MS) {
+		j->stale = 1;
+		return vip_fence_disarm(j->agent, j->name, &j->addr, err);
+	}
+	unsigned ms = (unsigned)(j->fence_until - t0);
+	rc = create ? vip_fence_create(j->agent, j->name, &j->addr, ms, err)
+		    : vip_fence_renew(j->agent, j->name, &j->addr, ms, err);
+	if (rc != 0)
+		return rc;
+	if (na_now_ms() - t0 > VIP_FENCE_GUARD_MS) {
+		j->stale = 1;
+		return vip_fence_disarm(j->agent, j->name, &j->addr, err);
+	}
+	return 0;
+}
+
+static int fence_arm(struct kjob *j, na_err_t *err)
+{
+	int rc = arm_once(j, 0, err);
+	if (rc == 1) {
+		j->rebuilt = 1;
+		rc = arm_once(j, 1, err);
+	}
+	return rc < 0 ? -1 : 0;
+}
+
 static int k_run(void *arg, na_err_t *err)
 {
 	struct kjob *j = arg;
@@ -72,6 +113,10 @@ static int k_run(void *arg, na_err_t *err)
 	na_nl_addr_opts_t o = {0};
 	int ifindex, rc;
 
+	if (j->op == K_FENCE_DEL)
+		return vip_fence_delete(j->agent, j->name, &j->addr, err);
+	if (j->op == K_FENCE)
+		return fence_arm(j, err);
 	if (na_nl_open(&nl, err) < 0)
 		return -1;
 	ifindex = na_nl_ifindex(nl, j->ifname, err);
@@ -80,15 +125,38 @@ static int k_run(void *arg, na_err_t *err)
 	if (ifindex == 0) {
 		na_err_set(err, 404, "target_missing", NULL, "interface %s does not exist%s%s",
 			   j->ifname, j->netns[0] ? " in " : "", j->netns);
-		return j->op == K_REMOVE ? 0 : -1; /* nothing to remove */
+		if (j->op != K_REMOVE)
+			return -1;
+		na_err_clear(err); /* no address to remove; the element still goes */
+		return j->fence == VIP_FENCE_ARM
+			   ? vip_fence_disarm(j->agent, j->name, &j->addr, err)
+			   : 0;
 	}
-	if (j->op == K_REMOVE)
-		return na_nl_addr_del(nl, ifindex, &j->addr, NULL, err) < 0 ? -1 : 0;
+	if (j->op == K_REMOVE) {
+		if (na_nl_addr_del(nl, ifindex, &j->addr, NULL, err) < 0)
+			return -1;
+		/* belt and braces: the address is gone, the element too */
+		return j->fence == VIP_FENCE_ARM
+			   ? vip_fence_disarm(j->agent, j->name, &j->addr, err)
+			   : 0;
+	}
 	if (j->op == K_ANNOUNCE)
 		return vip_announce_send(ifindex, j->ifname, &j->addr, err);
 	if (j->op == K_PROBE)
 		return probe(nl, ifindex, j, err);
 
+	if (j->fence == VIP_FENCE_OFF) {
+		/* local mode: a fence left by an earlier etcd-mode run would
+		 * keep the host from answering */
+		na_err_t e = NA_ERR_INIT;
+		vip_fence_delete(j->agent, j->name, &j->addr, &e);
+	} else if (j->fence == VIP_FENCE_ARM && (fence_arm(j, err) < 0 || j->stale)) {
+		/* never an address without a live fence in etcd mode */
+		j->stale = 1;
+		na_err_t e = NA_ERR_INIT;
+		na_nl_addr_del(nl, ifindex, &j->addr, NULL, &e);
+		return err->status ? -1 : 0;
+	}
 	if (!fresh(j)) {
 		j->stale = 1;
 		return na_nl_addr_del(nl, ifindex, &j->addr, NULL, err) < 0 ? -1 : 0;
@@ -136,7 +204,11 @@ static void k_done(void *arg, int rc, const na_err_t *err)
 	v->kjobs--;
 	if (j->warn[0])
 		na_warn("vip announce failed", "vip=%s error=\"%s\"", j->name, j->warn);
-	if (rc == 0) {
+	if (j->rebuilt)
+		na_info("vip fence built", "vip=%s", j->name);
+	if (rc == 0 && (j->op == K_FENCE || j->op == K_FENCE_DEL)) {
+		/* the address is not these jobs' business */
+	} else if (rc == 0) {
 		if (j->op == K_REMOVE || j->stale)
 			v->addr_present = 0;
 		else if (j->op == K_ENSURE)
@@ -152,7 +224,7 @@ static void k_done(void *arg, int rc, const na_err_t *err)
 }
 
 static int submit(vip_t *v, enum kop op, int lft_s, unsigned long long until_ms, int announce,
-		  vip_kdone_fn done, void *ud)
+		  int fence, unsigned long long fence_until, vip_kdone_fn done, void *ud)
 {
 	struct kjob *j = calloc(1, sizeof(*j));
 	char key[80];
@@ -174,6 +246,9 @@ static int submit(vip_t *v, enum kop op, int lft_s, unsigned long long until_ms,
 	j->slack_ms = vm.lft_slack_ms;
 	j->until_ms = until_ms;
 	j->announce = announce;
+	j->fence = fence;
+	j->fence_until = fence_until;
+	snprintf(j->agent, sizeof(j->agent), "%s", vm.ag->cfg.name);
 	j->done = done;
 	j->ud = ud;
 	snprintf(key, sizeof(key), "vip:%s", v->name);
@@ -185,25 +260,36 @@ static int submit(vip_t *v, enum kop op, int lft_s, unsigned long long until_ms,
 	return 0;
 }
 
-int vip_k_ensure(vip_t *v, int lft_s, unsigned long long until_ms, int announce, vip_kdone_fn done,
-		 void *ud)
+int vip_k_ensure(vip_t *v, int lft_s, unsigned long long until_ms, int announce, int fence,
+		 unsigned long long fence_until, vip_kdone_fn done, void *ud)
 {
-	return submit(v, K_ENSURE, lft_s, until_ms, announce, done, ud);
+	return submit(v, K_ENSURE, lft_s, until_ms, announce, fence, fence_until, done, ud);
 }
 
 int vip_k_remove(vip_t *v, vip_kdone_fn done, void *ud)
 {
-	return submit(v, K_REMOVE, 0, 0, 0, done, ud);
+	return submit(v, K_REMOVE, 0, 0, 0, vip_etcd_mode() ? VIP_FENCE_ARM : VIP_FENCE_KEEP, 0,
+		      done, ud);
 }
 
 int vip_k_probe(vip_t *v, vip_kdone_fn done, void *ud)
 {
-	return submit(v, K_PROBE, 0, 0, 0, done, ud);
+	return submit(v, K_PROBE, 0, 0, 0, VIP_FENCE_KEEP, 0, done, ud);
 }
 
 int vip_k_announce(vip_t *v)
 {
-	return submit(v, K_ANNOUNCE, 0, 0, 0, NULL, NULL);
+	return submit(v, K_ANNOUNCE, 0, 0, 0, VIP_FENCE_KEEP, 0, NULL, NULL);
+}
+
+int vip_k_fence(vip_t *v, unsigned long long fence_until, vip_kdone_fn done, void *ud)
+{
+	return submit(v, K_FENCE, 0, 0, 0, VIP_FENCE_ARM, fence_until, done, ud);
+}
+
+int vip_k_fence_delete(vip_t *v, vip_kdone_fn done, void *ud)
+{
+	return submit(v, K_FENCE_DEL, 0, 0, 0, VIP_FENCE_KEEP, 0, done, ud);
 }
 
 static void on_garp(void *ud)

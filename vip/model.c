@@ -195,6 +195,8 @@ void vip_set_state(vip_t *v, enum vip_state to, const char *holder, const char *
 	json_object_set_new(j, "reason", json_string(h->reason));
 	na_events_publish("vip", vip_state_name(to), v->name, j);
 	json_decref(j);
+	if (vip_etcd_mode())
+		vip_live_held(); /* the self-fence timer follows what we hold */
 	na_info("vip state", "vip=%s from=%s to=%s holder=%s reason=\"%s\"", v->name,
 		vip_state_name(from), vip_state_name(to), holder[0] ? holder : "-", h->reason);
 }

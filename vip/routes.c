@@ -88,6 +88,10 @@ static void put_done(void *arg, int rc, const na_err_t *err)
 		if (moves_address(&v->spec, &p->spec)) {
 			if (v->addr_present || v->state == VIP_MASTER)
 				vip_k_remove(v, NULL, NULL);
+			/* its rules name the old address: built anew at the
+			 * next take */
+			if (vip_etcd_mode())
+				vip_k_fence_delete(v, NULL, NULL);
 			if (v->state == VIP_MASTER) {
 				vip_set_state(v, VIP_BACKUP, "", "address or target changed");
 				if (vip_etcd_mode())
@@ -230,6 +234,9 @@ static void del_dropped(vip_t *v, void *ud)
 	struct pjob *p = ud;
 	na_err_t err = NA_ERR_INIT;
 	vip_elect_removed(v);
+	/* the fence tables go before the answer (same worker key, in order) */
+	if (vip_etcd_mode())
+		vip_k_fence_delete(v, NULL, NULL);
 	if (p_submit(p, del_done) < 0) {
 		na_err_set(&err, 503, "unavailable", NULL, "cannot queue work for vip %s", v->name);
 		del_done(p, -1, &err);

@@ -39,8 +39,27 @@ static int tunables(na_err_t *err)
 	    tunable("FENCE_MARGIN_MS", 300, 0, 20000, &vm.fence_margin_ms, err) < 0 ||
 	    tunable("ADDR_LFT", 1, 1, 60, &vm.addr_lft_s, err) < 0 ||
 	    tunable("LFT_SLACK_MS", 500, 0, 5000, &vm.lft_slack_ms, err) < 0 ||
-	    tunable("PREEMPT_DEFER_MS", 500, 0, 60000, &vm.preempt_defer_ms, err) < 0)
+	    tunable("PREEMPT_DEFER_MS", 500, 0, 60000, &vm.preempt_defer_ms, err) < 0 ||
+	    tunable("LIVE_MS", 100, 20, 10000, &vm.live_ms, err) < 0 ||
+	    tunable("FENCE_MS", 500, 50, 30000, &vm.fence_ms, err) < 0 ||
+	    tunable("TAKEOVER_MS", 700, 100, 60000, &vm.takeover_ms, err) < 0)
 		return -1;
+	/* One lost renewal must not let the fence run out. */
+	if (vm.live_ms * 2 > vm.fence_ms)
+		return na_err_set(err, 2, "usage", NULL,
+				  "NETAGENT_VIP_LIVE_MS (%d) must be at most half of "
+				  "NETAGENT_VIP_FENCE_MS (%d)",
+				  vm.live_ms, vm.fence_ms);
+	/* A standby adds the VIP at the earliest takeover_ms after it received
+	 * the holder's last renewal, which the holder sent earlier; the
+	 * holder's element expires by fence_ms after sending, + the stall
+	 * guard, + a jiffy (4 ms at HZ=250, 10 at HZ=100), + room for clock
+	 * rates: docs/vip.md. */
+	if (vm.takeover_ms < vm.fence_ms + VIP_FENCE_GUARD_MS + 30)
+		return na_err_set(err, 2, "usage", NULL,
+				  "NETAGENT_VIP_TAKEOVER_MS (%d) must be at least "
+				  "NETAGENT_VIP_FENCE_MS (%d) + %d",
+				  vm.takeover_ms, vm.fence_ms, VIP_FENCE_GUARD_MS + 30);
 	/* The address must be able to outlive nothing: a fresh renewal gives
 	 * it lft + slack, which has to end before the lease can. */
 	if (vm.addr_lft_s * 1000 + vm.lft_slack_ms >= vm.lease_ttl_s * 1000)
@@ -126,7 +145,7 @@ static void reconcile(na_agent_t *ag, na_done_fn done, void *ud)
 			continue;
 		int rc = 1;
 		if (v->state == VIP_MASTER && !vip_etcd_mode())
-			rc = vip_k_ensure(v, 0, 0, 1, rec_ensured, NULL);
+			rc = vip_k_ensure(v, 0, 0, 1, VIP_FENCE_KEEP, 0, rec_ensured, NULL);
 		else if (v->state != VIP_MASTER && (!vip_etcd_mode() || vip_elect_not_ours(v)))
 			rc = vip_k_probe(v, rec_probed, NULL);
 		if (rc == 0)
@@ -140,8 +159,18 @@ static void reconcile(na_agent_t *ag, na_done_fn done, void *ud)
 static struct {
 	na_done_fn done;
 	void *ud;
-	int out;
+	int out, fences;
 } stop_st;
+
+static void stop_one_done(vip_t *v, void *ud);
+
+static void stop_fence_done(vip_t *v, int rc, int added, const na_err_t *err, void *ud)
+{
+	(void)added;
+	if (rc < 0)
+		na_warn("vip fence not removed", "vip=%s error=\"%s\"", v->name, err->msg);
+	stop_one_done(v, ud);
+}
 
 static void stop_finished(void *ud)
 {
@@ -156,6 +185,18 @@ static void stop_one_done(vip_t *v, void *ud)
 	(void)v, (void)ud;
 	if (--stop_st.out > 0)
 		return;
+	/* the fences go with the agent when it stops on purpose (a killed
+	 * one leaves them: they keep its host from answering) */
+	if (vip_etcd_mode() && !stop_st.fences) {
+		stop_st.fences = 1;
+		stop_st.out = 1;
+		for (vip_t *w = vm.vips; w; w = w->next)
+			if (!w->deleting && w->resolved &&
+			    vip_k_fence_delete(w, stop_fence_done, NULL) == 0)
+				stop_st.out++;
+		if (--stop_st.out > 0)
+			return;
+	}
 	if (vip_etcd_mode())
 		vip_elect_stop(stop_finished, NULL);
 	else
@@ -190,10 +231,11 @@ static void host_info(na_agent_t *ag, json_t *host)
 		masters += v->state == VIP_MASTER;
 	json_object_set_new(counts, "vips", json_integer(vm.nvips));
 	json_object_set_new(counts, "vips_master", json_integer(masters));
-	json_t *o =
-	    json_pack("{s:s, s:i, s:i, s:i, s:i}", "mode", vip_etcd_mode() ? "etcd" : "local",
-		      "lease_ttl_s", vm.lease_ttl_s, "keepalive_ms", vm.keepalive_ms, "addr_lft_s",
-		      vm.addr_lft_s, "fence_margin_ms", vm.fence_margin_ms);
+	json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "mode",
+			      vip_etcd_mode() ? "etcd" : "local", "lease_ttl_s", vm.lease_ttl_s,
+			      "keepalive_ms", vm.keepalive_ms, "addr_lft_s", vm.addr_lft_s,
+			      "fence_margin_ms", vm.fence_margin_ms, "live_ms", vm.live_ms,
+			      "fence_ms", vm.fence_ms, "takeover_ms", vm.takeover_ms);
 	if (vip_etcd_mode())
 		vip_elect_info(o);
 	json_object_set_new(host, "vip", o);

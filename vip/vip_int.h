@@ -14,6 +14,17 @@
 #define VIP_MAX_CANDS	16
 #define VIP_PATH_MAX	256
 #define VIP_ETCD_PREFIX "/netagent/v1/vips/"
+/* one liveness record per agent holding a VIP (live.c) */
+#define VIP_LIVE_PREFIX "/netagent/v1/vips-live/"
+/* fence.c / kernel.c: what a job does with the nftables fence */
+#define VIP_FENCE_KEEP 0 /* leave it alone */
+#define VIP_FENCE_ARM  1 /* arm it until the liveness proof (etcd mode) */
+#define VIP_FENCE_OFF  2 /* remove it (local mode: nothing fences) */
+/* A fence renewal slower than this is undone (its expiry could pass the
+ * proof by the stall); one with less than VIP_FENCE_MIN_MS left is not
+ * made. Both count in the takeover margin (vip.c). */
+#define VIP_FENCE_GUARD_MS 20
+#define VIP_FENCE_MIN_MS   10
 
 enum vip_state { VIP_BACKUP, VIP_MASTER, VIP_FAULT };
 enum vip_health { VIP_H_UNKNOWN, VIP_H_UP, VIP_H_DOWN };
@@ -95,11 +106,22 @@ typedef struct vip {
 	char last_error[160]; /* why the last take failed, "" after a success */
 
 	/* election (elect.c) */
-	int owner_known;     /* the watch told us whether the key exists */
-	char owner[64];	     /* holder's agent name from the key, "" none */
-	int64_t owner_lease; /* lease of the owner key */
-	int acquiring;	     /* txn out */
-	int releasing;	     /* delete out */
+	int owner_known;		  /* the watch told us whether the key exists */
+	char owner[64];			  /* holder's agent name from the key, "" none */
+	int64_t owner_lease;		  /* lease of the owner key */
+	int64_t owner_mod;		  /* its mod_revision (0: absent) */
+	int64_t owner_rev;		  /* revision of what we know of it (older news ignored) */
+	unsigned long long owner_seen_ms; /* when we learnt of its last change */
+
+	/* liveness (live.c): the fence is proven until live_until (monotonic
+	 * ms): s + fence_ms for the last claim or renewal sent at s that
+	 * etcd applied while the key was ours */
+	unsigned long long live_until;
+	int fencing;			  /* a fence renewal is out */
+	int acquiring;			  /* txn out */
+	unsigned long long claim_sent_ms; /* when the claim out was sent */
+	char claim_from[64];		  /* holder it takes over from, "" none */
+	int releasing;			  /* delete out */
 	unsigned long long holdoff_until_ms;
 	unsigned long long yield_until_ms; /* a better candidate goes first until then */
 	na_timer_t *elect_timer;
@@ -120,6 +142,7 @@ typedef struct vip_mod {
 	/* tunables, from the environment (vip.c) */
 	int lease_ttl_s, keepalive_ms, fence_margin_ms, addr_lft_s, lft_slack_ms;
 	int preempt_defer_ms;
+	int live_ms, fence_ms, takeover_ms; /* liveness period, F_h, F (live.c) */
 	unsigned long long transitions_total;
 	int stopping;
 	/* reconcile round */
@@ -175,14 +198,29 @@ typedef void (*vip_kdone_fn)(vip_t *v, int rc, int added, const na_err_t *err, v
  * only while now + lft + slack <= until_ms, checked right before and after
  * the netlink call; otherwise the address is removed (rc 1). announce:
  * sends the first gratuitous ARP / NA right after adding it. */
-int vip_k_ensure(vip_t *v, int lft_s, unsigned long long until_ms, int announce, vip_kdone_fn done,
-		 void *ud);
+int vip_k_ensure(vip_t *v, int lft_s, unsigned long long until_ms, int announce, int fence,
+		 unsigned long long fence_until, vip_kdone_fn done, void *ud);
+/* Re-arms the fence until fence_until (rc 1: too late, left disarmed);
+ * builds it if missing. */
+int vip_k_fence(vip_t *v, unsigned long long fence_until, vip_kdone_fn done, void *ud);
+/* Deletes the VIP's fence tables (VIP deleted, agent stopping). */
+int vip_k_fence_delete(vip_t *v, vip_kdone_fn done, void *ud);
 int vip_k_remove(vip_t *v, vip_kdone_fn done, void *ud);
 int vip_k_announce(vip_t *v);
 /* Reports whether the address is there (added = 1) without changing it. */
 int vip_k_probe(vip_t *v, vip_kdone_fn done, void *ud);
 /* Starts the repeated announcements after the first one. */
 void vip_garp_schedule(vip_t *v);
+
+/* fence.c: worker side (nf_tables of the calling thread's netns). */
+void vip_fence_table_name(const char *agent, const char *vip, char *buf, size_t n);
+int vip_fence_create(const char *agent, const char *vip, const na_addr_t *a, unsigned timeout_ms,
+		     na_err_t *err);
+/* 1: table or set missing (nothing changed). */
+int vip_fence_renew(const char *agent, const char *vip, const na_addr_t *a, unsigned timeout_ms,
+		    na_err_t *err);
+int vip_fence_disarm(const char *agent, const char *vip, const na_addr_t *a, na_err_t *err);
+int vip_fence_delete(const char *agent, const char *vip, const na_addr_t *a, na_err_t *err);
 
 /* announce.c: worker side (raw sockets in the calling thread's netns). */
 int vip_announce_send(int ifindex, const char *ifname, const na_addr_t *a, na_err_t *err);
@@ -221,10 +259,31 @@ void vip_el_cand_del(vip_t *v, const char *agent);
 /* A healthy candidate other than us that beats our priority (only ones
  * that preempt when need_preempt). */
 const vip_cand_t *vip_el_better(const vip_t *v, int need_preempt);
-void vip_el_learn_owner(vip_t *v, const na_etcd_kv_t *kv);
+/* What we know of v's owner key as of revision rev (kv NULL: absent);
+ * news older than what we know is ignored (returns 0). */
+int vip_el_learn_owner(vip_t *v, const na_etcd_kv_t *kv, int64_t rev);
 void vip_el_stepped_down(vip_t *v, void *ud);
 /* 1 when the key is known to belong to another agent (or to nobody). */
 int vip_elect_not_ours(const vip_t *v);
 void vip_elect_info(json_t *o);
+
+/* live.c: holders' liveness records and the fence proofs they give. */
+int vip_live_init(na_err_t *err);
+void vip_live_fini(void);
+void vip_live_key(const char *agent, char *buf, size_t n);
+/* We own a key (claimed, adopted) or need a fresh proof: renew now and
+ * every live_ms while we own one. */
+void vip_live_kick(void);
+/* A claim sent at `sent` succeeded: v's fence is proven until sent + F_h. */
+void vip_live_proven(vip_t *v, unsigned long long sent);
+/* A VIP became master or stopped being: re-arm the self-fence timer. */
+void vip_live_held(void);
+/* Watch the records of the agents holding our VIPs (after owner changes). */
+void vip_live_follow(void);
+/* 1 and the record's mod_revision (0: absent) and when we received its last
+ * change, once its watch has reported; 0 before. */
+int vip_live_peer(const char *agent, int64_t *mod, unsigned long long *seen_ms);
+void vip_live_learn(const char *agent, int64_t mod);
+void vip_live_info(json_t *o);
 
 #endif
