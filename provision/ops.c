@@ -384,6 +384,11 @@ void pv_op_run(pv_ct_t *c, enum pv_op_kind kind, na_req_t *req, pv_spec_t *newsp
 		na_timer_stop(c->timer);
 	if (kind == PV_OP_CREATE)
 		pv_ct_set_state(c, PV_S_CREATING);
+	/* A monitor for the start at the end, starting up while the bundle
+	 * and the netns are made (spawn.c; usually one is ready already). */
+	if (kind == PV_OP_CREATE || kind == PV_OP_UPDATE || kind == PV_OP_START ||
+	    kind == PV_OP_RESTART || kind == PV_OP_AUTOSTART)
+		pv_spare();
 	if (kind == PV_OP_AUTOSTART && (c->has_exit || c->started[0])) {
 		c->restarts++;
 		pv.restarts_total++;

@@ -7,7 +7,8 @@
  *   probe.c                          which runtime, what the host supports
  *   bundle.c cleanup.c               worker jobs: bundle, volumes, netns; removal
  *   net.c                            overlay attachments (vxlan/vxlan.h)
- *   supervise.c                      monitors: spawn, stop, exits, adoption
+ *   spawn.c supervise.c              monitors: spares, start; stop, exits,
+ *                                    adoption
  *   ops.c                            operations (create, update, start, stop,
  *                                    restart, delete) and restart policy
  *   routes.c logs.c exec.c reconcile.c provision.c */
@@ -196,10 +197,20 @@ int pv_net_detach_all(pv_ct_t *c, pv_cb cb, void *ud);
 int pv_net_detach_names(const char *name, char (*nets)[64], size_t n, pv_cb cb, void *ud);
 int pv_net_check(const pv_spec_t *spec, const char *name, na_err_t *err);
 
-/* ---- supervise.c ---- */
-/* Starts a monitor, which starts the container; cb once it runs (pid) or
- * failed to start (the runtime's message, 422 start_failed). */
+/* ---- spawn.c ---- */
+/* Starts the container through a monitor (the spare, else a new one); cb
+ * once it runs (pid) or failed to start (the runtime's message, 422
+ * start_failed). */
 int pv_spawn(pv_ct_t *c, pv_cb cb, void *ud);
+/* Makes sure a spare monitor is ready or on its way (an operation that will
+ * start a container begins; a start finished). */
+void pv_spare(void);
+
+/* ---- supervise.c ---- */
+/* Starts watching the monitor behind pidfd fd (taken, closed on failure). */
+int pv_watch(pv_ct_t *c, int fd, int pid);
+/* The monitor exited: reads its exit record on a worker, then reports. */
+void pv_read_exit(pv_ct_t *c);
 /* Asks the monitor to stop the container; cb once it exited (at once when
  * nothing runs). */
 int pv_stop(pv_ct_t *c, pv_cb cb, void *ud);

@@ -1,6 +1,6 @@
-/* Monitors, seen from the agent: starting one (which starts the
- * container), asking it to stop the container, learning of the exit, and
- * finding the monitors a previous agent left (adoption).
+/* Monitors, seen from the agent: asking one to stop the container,
+ * learning of the exit, and finding the monitors a previous agent left
+ * (adoption). Starting them: spawn.c.
  *
  * The agent holds a pidfd of each monitor and polls it on the loop: it
  * turns readable when the monitor exits, which it does right after
@@ -12,18 +12,8 @@
 #include "netagent/util.h"
 #include "provision/pv_int.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdint.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-
-extern char **environ;
-
-#define LOG_MAX	  (1 << 20) /* bytes per log file */
-#define LOG_FILES 3
 
 static void on_monitor_exit(uv_poll_t *h, int status, int events);
 
@@ -32,8 +22,7 @@ static void poll_closed(uv_handle_t *h)
 	free(h);
 }
 
-/* Starts watching the monitor behind pidfd fd (taken). */
-static int watch(pv_ct_t *c, int fd, int pid)
+int pv_watch(pv_ct_t *c, int fd, int pid)
 {
 	uv_poll_t *p = calloc(1, sizeof(*p));
 	if (!p || uv_poll_init(pv.ag->loop, p, fd) < 0) {
@@ -148,7 +137,7 @@ static void exit_read(void *arg, int rc, const na_err_t *err)
 	}
 }
 
-static void read_exit(pv_ct_t *c)
+void pv_read_exit(pv_ct_t *c)
 {
 	struct xjob *j = calloc(1, sizeof(*j));
 	char key[80];
@@ -172,277 +161,7 @@ static void on_monitor_exit(uv_poll_t *h, int status, int events)
 	if (c->handshake)
 		c->exit_pending = 1; /* after the monitor's last message */
 	else
-		read_exit(c);
-}
-
-/* ---- starting a monitor ---------------------------------------------------- */
-
-struct hs {
-	pv_ct_t *c;
-	pid_t child; /* the monitor's first process, which exits at once */
-	uv_poll_t child_poll;
-	uv_pipe_t pipe;
-	char buf[4096];
-	size_t len;
-	int handles, done, acked;
-	unsigned long long t0;
-	pv_cb cb;
-	void *ud;
-};
-
-static void hs_closed(uv_handle_t *h)
-{
-	struct hs *s = h->data;
-	if (--s->handles == 0)
-		free(s);
-}
-
-static void hs_finish(struct hs *s, int rc, const na_err_t *err)
-{
-	pv_ct_t *c = s->c;
-	if (s->done)
-		return;
-	s->done = 1;
-	uv_read_stop((uv_stream_t *)&s->pipe);
-	if (!uv_is_closing((uv_handle_t *)&s->pipe))
-		uv_close((uv_handle_t *)&s->pipe, hs_closed);
-	c->handshake = 0;
-	if (rc == 0) {
-		double secs = (double)(na_now_ns() - s->t0) / 1e9;
-		pv_observe_start(secs);
-		pv.starts_total++;
-		c->started_mono = na_now_ms();
-		na_info("container started", "container=%s pid=%d start_ms=%.1f", c->name, c->pid,
-			secs * 1000);
-	} else {
-		pv.start_failures++;
-	}
-	pv_cb cb = s->cb;
-	void *ud = s->ud;
-	cb(ud, rc, err);
-	if (c->exit_pending) {
-		c->exit_pending = 0;
-		read_exit(c);
-	}
-}
-
-static void on_line(struct hs *s, const char *line)
-{
-	pv_ct_t *c = s->c;
-	na_err_t err = NA_ERR_INIT;
-	json_t *m = json_loads(line, 0, NULL);
-	json_t *mon = json_object_get(m, "monitor"), *pid = json_object_get(m, "pid");
-	const char *emsg = json_string_value(json_object_get(m, "error"));
-	if (json_is_integer(mon) && !s->acked) {
-		int mp = (int)json_integer_value(mon);
-		/* The monitor waits for "go" before it starts anything, so
-		 * this pid is still it: no recycling race. */
-		int fd = (int)syscall(SYS_pidfd_open, mp, 0);
-		if (fd < 0 || watch(c, fd, mp) < 0) {
-			na_err_errno(&err, errno, "pidfd of monitor %d", mp);
-			json_decref(m);
-			hs_finish(s, -1, &err);
-			return;
-		}
-		s->acked = 1;
-		static char go[] = "go\n";
-		uv_buf_t b = uv_buf_init(go, 3);
-		uv_try_write((uv_stream_t *)&s->pipe, &b, 1);
-	} else if (json_is_integer(pid)) {
-		const char *st = json_string_value(json_object_get(m, "started"));
-		c->pid = (int)json_integer_value(pid);
-		snprintf(c->started, sizeof(c->started), "%s", st ? st : "");
-		snprintf(c->run_tag, sizeof(c->run_tag), "%s", c->tag);
-		c->has_exit = 0;
-		c->error[0] = 0;
-		c->finished[0] = 0;
-		json_decref(m);
-		hs_finish(s, 0, NULL);
-		return;
-	} else if (emsg) {
-		na_err_set(&err, 422, "start_failed", "command",
-			   "the runtime could not start %s: %s", c->name, emsg);
-		snprintf(c->error, sizeof(c->error), "%s", emsg);
-		json_decref(m);
-		hs_finish(s, -1, &err);
-		return;
-	}
-	json_decref(m);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
-{
-	struct hs *s = h->data;
-	(void)hint;
-	*b = uv_buf_init(s->buf + s->len, (unsigned)(sizeof(s->buf) - 1 - s->len));
-}
-
-static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
-{
-	struct hs *s = st->data;
-	(void)b;
-	if (n < 0) {
-		na_err_t err = NA_ERR_INIT;
-		na_err_set(
-		    &err, 500, "monitor_failed", NULL,
-		    "the monitor of %s ended before the container ran (see %s/%s/monitor.log)",
-		    s->c->name, pv.ct_dir, s->c->name);
-		hs_finish(s, -1, &err);
-		return;
-	}
-	s->len += (size_t)n;
-	s->buf[s->len] = 0;
-	char *nl;
-	while (!s->done && (nl = strchr(s->buf, '\n'))) {
-		*nl = 0;
-		on_line(s, s->buf);
-		size_t used = (size_t)(nl + 1 - s->buf);
-		memmove(s->buf, nl + 1, s->len - used + 1);
-		s->len -= used;
-	}
-	if (!s->done && s->len >= sizeof(s->buf) - 1) {
-		na_err_t err = NA_ERR_INIT;
-		na_err_set(&err, 500, "monitor_failed", NULL, "garbage from the monitor");
-		hs_finish(s, -1, &err);
-	}
-}
-
-/* The first process exits as soon as it has forked the real monitor: it
- * is our child, reaped here (its pidfd turns readable when it is a zombie,
- * so waitpid does not block). */
-static void on_child_exit(uv_poll_t *h, int status, int events)
-{
-	struct hs *s = h->data;
-	int st;
-	(void)status, (void)events;
-	waitpid(s->child, &st, WNOHANG);
-	int fd = -1;
-	uv_fileno((uv_handle_t *)h, &fd);
-	uv_poll_stop(h);
-	uv_close((uv_handle_t *)h, hs_closed);
-	close(fd);
-}
-
-/* posix_spawn (vfork-like: no copy of the agent's page tables on the loop
- * thread, unlike libuv's fork), in a session of its own, every signal at
- * its default and unblocked; the sync socket is its fd 3. */
-static int spawn_monitor(char *const argv[], int sync_fd, pid_t *pid)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, sync_fd, 3);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-					  POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	int rc = posix_spawn(pid, argv[0], &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	return -rc;
-}
-
-static int w_reap(void *arg, na_err_t *err)
-{
-	int st;
-	(void)err;
-	waitpid((pid_t)(intptr_t)arg, &st, 0);
-	return 0;
-}
-
-static void reaped(void *arg, int rc, const na_err_t *err)
-{
-	(void)arg, (void)rc, (void)err;
-}
-
-int pv_spawn(pv_ct_t *c, pv_cb cb, void *ud)
-{
-	char dir[512], bundle[512], cg[200], st[16], rs[16], lm[24], lf[8];
-	struct hs *s = calloc(1, sizeof(*s));
-	int sv[2];
-	if (!s)
-		return -1;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		na_error("cannot start the monitor", "container=%s error=\"socketpair: %s\"",
-			 c->name, strerror(errno));
-		free(s);
-		return -1;
-	}
-	pv_ct_path(c, NULL, dir, sizeof(dir));
-	pv_ct_path(c, "bundle", bundle, sizeof(bundle));
-	pv_ct_cgroup(c, cg, sizeof(cg));
-	snprintf(st, sizeof(st), "%d", c->spec.stop_timeout_s);
-	snprintf(rs, sizeof(rs), "%u", c->restarts);
-	snprintf(lm, sizeof(lm), "%d", LOG_MAX);
-	snprintf(lf, sizeof(lf), "%d", LOG_FILES);
-	char *args[] = {pv.probe.monitor,
-			"--id",
-			c->id,
-			"--runtime",
-			pv.probe.path,
-			"--root",
-			pv.runc_root,
-			"--bundle",
-			bundle,
-			"--dir",
-			dir,
-			"--cgroup",
-			cg,
-			"--stop-timeout",
-			st,
-			"--restarts",
-			rs,
-			"--tag",
-			c->tag,
-			"--log-max",
-			lm,
-			"--log-files",
-			lf,
-			"--sync-fd",
-			"3",
-			NULL};
-	s->c = c;
-	s->cb = cb;
-	s->ud = ud;
-	s->t0 = na_now_ns();
-	int r = spawn_monitor(args, sv[1], &s->child);
-	close(sv[1]);
-	if (r < 0) {
-		na_error("cannot start the monitor", "container=%s error=\"%s\"", c->name,
-			 strerror(-r));
-		close(sv[0]);
-		free(s);
-		return -1;
-	}
-	uv_pipe_init(pv.ag->loop, &s->pipe, 0);
-	s->pipe.data = s;
-	s->handles = 1;
-	if (uv_pipe_open(&s->pipe, sv[0]) < 0)
-		close(sv[0]); /* reads fail at once: the start fails */
-	/* Our unreaped child: its pid cannot be recycled before the pidfd
-	 * exists. */
-	int pfd = (int)syscall(SYS_pidfd_open, s->child, 0);
-	s->child_poll.data = s;
-	if (pfd >= 0 && uv_poll_init(pv.ag->loop, &s->child_poll, pfd) == 0) {
-		s->handles++;
-		uv_poll_start(&s->child_poll, UV_READABLE, on_child_exit);
-	} else {
-		if (pfd >= 0)
-			close(pfd);
-		if (na_ns_submit(NULL, NULL, w_reap, reaped, (void *)(intptr_t)s->child) < 0)
-			na_warn("cannot reap the monitor's first process", "pid=%d", s->child);
-	}
-	c->handshake = 1;
-	c->exit_pending = 0;
-	uv_read_start((uv_stream_t *)&s->pipe, alloc_cb, read_cb);
-	return 0;
+		pv_read_exit(c);
 }
 
 /* ---- stopping ---------------------------------------------------------------- */
@@ -513,7 +232,7 @@ static void adopted(void *arg, int rc, const na_err_t *err)
 	struct ajob *j = arg;
 	pv_ct_t *c = j->c;
 	if (rc == 0 && j->pidfd >= 0) {
-		if (watch(c, j->pidfd, j->mon_pid) == 0) {
+		if (pv_watch(c, j->pidfd, j->mon_pid) == 0) {
 			c->pid = j->pid;
 			c->restarts = (unsigned)j->restarts;
 			snprintf(c->started, sizeof(c->started), "%s", j->started);

@@ -1,18 +1,26 @@
 /* netagent-monitor: started by the agent for one container run.
  *
+ *   netagent-monitor --spare [--root DIR] --sync-fd FD [PAD]
  *   netagent-monitor --id ID --runtime RUNC --root DIR --bundle DIR --dir DIR
  *                    [--cgroup PATH] [--stop-timeout S] [--restarts N] [--tag T]
  *                    [--log-max BYTES] [--log-files N] [--sync-fd FD]
  *
  * It forks once more and the first process exits, so the monitor is
  * reparented away from the agent (the agent is nobody's parent and may be
- * killed at any moment). It becomes a child subreaper, runs `runc run -d`,
- * and the container's init, orphaned when runc exits, is reparented to it:
- * it alone can wait for the init's exit status. Over the sync socket the
- * agent gets {"monitor":PID} (and answers "go" once it holds a pidfd of
- * it), then {"pid":PID} or {"error":MSG}. In --dir it keeps monitor.json
- * (who runs), exit.json (how it ended), ctr.log* (the output) and
- * runc.log. SIGTERM stops the container: SIGTERM to the init, SIGKILL
+ * killed at any moment). It becomes a child subreaper and tells the agent
+ * {"monitor":PID} over the sync socket, then waits for one line: the
+ * container to start, as a JSON object of the options above (they override
+ * the command line's), sent once the agent holds a pidfd of it. EOF instead
+ * means the agent is gone: start nothing. The agent spawns monitors ahead of
+ * need (--spare, no container yet, no time limit), so that a start costs no
+ * fork, exec or round trip of the monitor; a spare takes its container's
+ * --id and --dir into its command line (adoption checks it) by rewriting
+ * its own argument area, which PAD makes large enough.
+ * Then it runs `runc run -d`, and the container's init, orphaned when runc
+ * exits, is reparented to it: it alone can wait for the init's exit status.
+ * The agent gets {"pid":PID} or {"error":MSG}. In --dir it keeps
+ * monitor.json (who runs), exit.json (how it ended), ctr.log* (the output)
+ * and runc.log. SIGTERM stops the container: SIGTERM to the init, SIGKILL
  * after --stop-timeout. After the exit: `runc delete`, exit.json, exit. */
 #include "netagent/log.h"
 #include "provision/monitor/mon.h"
@@ -23,6 +31,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +42,15 @@
 #include <time.h>
 #include <unistd.h>
 
+extern char **environ;
+
 static struct {
 	const char *id, *runtime, *root, *bundle, *dir, *cgroup, *tag;
-	int stop_timeout, sync_fd, log_files;
+	int stop_timeout, sync_fd, log_files, spare;
 	long long log_max;
 	unsigned restarts;
+	int argc;
+	char **argv;
 } cfg = {.stop_timeout = 10, .sync_fd = -1, .log_files = 3, .log_max = 1 << 20, .tag = ""};
 
 static unsigned long long mono_ms(void)
@@ -50,19 +63,13 @@ static unsigned long long mono_ms(void)
 static int parse(int argc, char **argv)
 {
 	static const struct option o[] = {
-	    {"id", 1, 0, 'i'},
-	    {"runtime", 1, 0, 'r'},
-	    {"root", 1, 0, 'R'},
-	    {"bundle", 1, 0, 'b'},
-	    {"dir", 1, 0, 'd'},
-	    {"cgroup", 1, 0, 'c'},
-	    {"stop-timeout", 1, 0, 's'},
-	    {"restarts", 1, 0, 'n'},
-	    {"tag", 1, 0, 't'},
-	    {"log-max", 1, 0, 'm'},
-	    {"log-files", 1, 0, 'f'},
-	    {"sync-fd", 1, 0, 'S'},
-	    {0, 0, 0, 0},
+	    {"id", 1, 0, 'i'},		 {"runtime", 1, 0, 'r'},
+	    {"root", 1, 0, 'R'},	 {"bundle", 1, 0, 'b'},
+	    {"dir", 1, 0, 'd'},		 {"cgroup", 1, 0, 'c'},
+	    {"stop-timeout", 1, 0, 's'}, {"restarts", 1, 0, 'n'},
+	    {"tag", 1, 0, 't'},		 {"log-max", 1, 0, 'm'},
+	    {"log-files", 1, 0, 'f'},	 {"sync-fd", 1, 0, 'S'},
+	    {"spare", 0, 0, 'p'},	 {0, 0, 0, 0},
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
@@ -103,10 +110,51 @@ static int parse(int argc, char **argv)
 		case 'S':
 			cfg.sync_fd = atoi(optarg);
 			break;
+		case 'p':
+			cfg.spare = 1;
+			break;
 		default:
 			return -1;
 		}
 	}
+	/* A spare learns its container from the agent (start_msg). */
+	if (cfg.spare)
+		return cfg.sync_fd >= 0 ? 0 : -1;
+	return cfg.id && cfg.runtime && cfg.root && cfg.bundle && cfg.dir ? 0 : -1;
+}
+
+static const char *opt_str(json_t *o, const char *k, const char *dflt)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? strdup(v) : dflt; /* kept for the process's life */
+}
+
+static long long opt_int(json_t *o, const char *k, long long dflt)
+{
+	json_t *v = json_object_get(o, k);
+	return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+/* The agent's start line: the container's options. */
+static int start_msg(const char *line)
+{
+	json_t *o = json_loads(line, 0, NULL);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return -1;
+	}
+	cfg.id = opt_str(o, "id", cfg.id);
+	cfg.runtime = opt_str(o, "runtime", cfg.runtime);
+	cfg.root = opt_str(o, "root", cfg.root);
+	cfg.bundle = opt_str(o, "bundle", cfg.bundle);
+	cfg.dir = opt_str(o, "dir", cfg.dir);
+	cfg.cgroup = opt_str(o, "cgroup", cfg.cgroup);
+	cfg.tag = opt_str(o, "tag", cfg.tag);
+	cfg.stop_timeout = (int)opt_int(o, "stop_timeout", cfg.stop_timeout);
+	cfg.restarts = (unsigned)opt_int(o, "restarts", cfg.restarts);
+	cfg.log_max = opt_int(o, "log_max", cfg.log_max);
+	cfg.log_files = (int)opt_int(o, "log_files", cfg.log_files);
+	json_decref(o);
 	return cfg.id && cfg.runtime && cfg.root && cfg.bundle && cfg.dir ? 0 : -1;
 }
 
@@ -123,42 +171,106 @@ static void sync_send(json_t *msg)
 	free(s);
 }
 
-/* Waits for the agent's "go": it holds a pidfd of us now, so it will see
- * our exit whatever happens next. EOF or silence means the agent is gone:
- * start nothing (its reconcile would find an unknown container). */
-static int wait_go(void)
+/* Waits for the agent's start line: it holds a pidfd of us now, so it will
+ * see our exit whatever happens next. EOF, SIGTERM or (for a monitor
+ * spawned for one start) silence means the agent is gone or changed its
+ * mind: start nothing (its reconcile would find an unknown container). */
+static int wait_go(int sfd)
 {
-	char buf[16];
+	static char buf[8192];
 	size_t got = 0;
 	unsigned long long end = mono_ms() + 10000;
-	while (got < 3) {
-		struct pollfd p = {cfg.sync_fd, POLLIN, 0};
-		long long left = (long long)(end - mono_ms());
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+	for (;;) {
+		struct pollfd p[2] = {{cfg.sync_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+		long long left = cfg.spare ? -1 : (long long)(end - mono_ms());
+		if (!cfg.spare && left <= 0)
 			return -1;
+		int n = poll(p, 2, (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo == SIGTERM)
+				return -1;
+		}
+		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
 		ssize_t r = read(cfg.sync_fd, buf + got, sizeof(buf) - 1 - got);
 		if (r <= 0)
 			return -1;
 		got += (size_t)r;
+		buf[got] = 0;
+		char *nl = strchr(buf, '\n');
+		if (nl) {
+			*nl = 0;
+			return start_msg(buf);
+		}
+		if (got >= sizeof(buf) - 1)
+			return -1;
 	}
-	return strncmp(buf, "go\n", 3) ? -1 : 0;
 }
 
+/* A spare's command line names its container now, as a monitor spawned
+ * for it would: "--id ID --dir DIR" written over the argument area (the
+ * kernel shows /proc/PID/cmdline from the process's own memory; no
+ * privilege needed, unlike PR_SET_MM), the rest zeroed. */
+static void set_cmdline(void)
+{
+	if (cfg.argc < 2)
+		return;
+	char *start = cfg.argv[1], *last = cfg.argv[cfg.argc - 1];
+	char *end = last + strlen(last); /* the area's final NUL */
+	const char *parts[] = {"--id", cfg.id, "--dir", cfg.dir};
+	size_t need = 0;
+	for (size_t i = 0; i < 4; i++)
+		need += strlen(parts[i]) + 1;
+	if (need > (size_t)(end + 1 - start)) {
+		na_warn("command line too short to name the container", "id=%s", cfg.id);
+		return;
+	}
+	memset(start, 0, (size_t)(end + 1 - start));
+	for (size_t i = 0; i < 4; i++) {
+		size_t l = strlen(parts[i]);
+		memcpy(start, parts[i], l);
+		start += l + 1;
+	}
+}
+
+/* posix_spawn (vfork-like: no copy of the monitor's page tables, and the
+ * child execs before the parent runs on), every signal at its default and
+ * unblocked, stdin /dev/null; out and err, when < 0, /dev/null too. */
 static pid_t spawn(char *const *argv, int out, int err)
 {
-	pid_t p = fork();
-	if (p != 0)
-		return p;
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	dup2(null, 0);
-	dup2(out >= 0 ? out : null, 1);
-	dup2(err >= 0 ? err : null, 2);
-	sigset_t none;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	pid_t pid;
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	execv(argv[0], argv);
-	_exit(127);
+	sigfillset(&all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (out >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out, 1);
+	else
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	if (err >= 0)
+		posix_spawn_file_actions_adddup2(&fa, err, 2);
+	else
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (rc) {
+		errno = rc;
+		return -1;
+	}
+	return pid;
 }
 
 static int wait_pid(pid_t p)
@@ -288,7 +400,11 @@ static void fail(const char *msg)
 {
 	char ts[32];
 	mon_timestamp(ts, sizeof(ts));
-	na_error("container did not start", "id=%s error=\"%s\"", cfg.id, msg);
+	na_error("container did not start", "id=%s error=\"%s\"", cfg.id ? cfg.id : "-", msg);
+	if (!cfg.dir) { /* a spare: no container yet */
+		sync_send(json_pack("{s:s}", "error", msg));
+		exit(1);
+	}
 	write_json("exit.json",
 		   json_pack("{s:n, s:n, s:s, s:s, s:b, s:b, s:I, s:s}", "exit_code", "signal",
 			     "finished", ts, "error", msg, "oom_killed", 0, "stop_requested", 0,
@@ -376,12 +492,14 @@ static int supervise(pid_t init, int sfd, mon_stream_t *st, mon_log_t *lg, int *
 int main(int argc, char **argv)
 {
 	if (parse(argc, argv) < 0) {
-		fprintf(stderr, "usage: netagent-monitor --id ID --runtime RUNC --root DIR "
-				"--bundle DIR --dir DIR [--cgroup P] [--stop-timeout S] "
-				"[--restarts N] [--tag T] [--log-max B] [--log-files N] "
-				"[--sync-fd FD]\n");
+		fprintf(stderr, "usage: netagent-monitor --spare [--root DIR] --sync-fd FD | "
+				"--id ID --runtime RUNC --root DIR --bundle DIR --dir DIR "
+				"[--cgroup P] [--stop-timeout S] [--restarts N] [--tag T] "
+				"[--log-max B] [--log-files N] [--sync-fd FD]\n");
 		return 2;
 	}
+	cfg.argc = argc;
+	cfg.argv = argv;
 	/* Out of the agent's way: the first process exits at once (the agent
 	 * reaps it), the second runs on with PID 1 (or the nearest subreaper)
 	 * as its parent, in a session of its own. */
@@ -392,12 +510,10 @@ int main(int argc, char **argv)
 		_exit(0);
 	setsid();
 	char path[600];
-	snprintf(path, sizeof(path), "%s/monitor.log", cfg.dir);
-	int lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	dup2(null, 0);
 	dup2(null, 1);
-	dup2(lfd >= 0 ? lfd : null, 2);
+	dup2(null, 2); /* monitor.log once the container's dir is known */
 	if (cfg.sync_fd >= 0 && cfg.sync_fd != 3 && dup2(cfg.sync_fd, 3) == 3) {
 		close(cfg.sync_fd);
 		cfg.sync_fd = 3;
@@ -420,10 +536,16 @@ int main(int argc, char **argv)
 		fail("cannot become a child subreaper");
 
 	sync_send(json_pack("{s:i}", "monitor", (int)getpid()));
-	if (wait_go() < 0) {
-		na_warn("agent did not confirm, not starting", "id=%s", cfg.id);
-		return 1;
+	if (wait_go(sfd) < 0)
+		return 1; /* nothing started, nothing to say */
+	snprintf(path, sizeof(path), "%s/monitor.log", cfg.dir);
+	int lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lfd >= 0) {
+		dup2(lfd, 2);
+		close(lfd);
 	}
+	if (cfg.spare)
+		set_cmdline();
 
 	int out[2], err[2];
 	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)

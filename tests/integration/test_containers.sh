@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Containers (SPEC §2 Container, §4, §5), real runc and kernel objects on two simulated hosts:
 # a generic container on an overlay network reaches one on the other host over TCP (and not
-# before the remote endpoints are programmed); exit codes are reported; kill -9 of the agent
-# leaves the containers running and answering, the restarted agent reports the same pids, and a
-# container that exited while its agent was down has its exit code reported afterwards; volumes
-# survive DELETE unless ?purge=true; after DELETE nothing is left (processes, mounts, netns,
-# cgroups, veths, runtime state, run dir).
+# before the remote endpoints are programmed); exit codes are reported; a start takes the
+# agent's spare monitor; kill -9 of the agent leaves the containers running and answering (the
+# spare exits with it), the restarted agent reports the same pids, and a container that exited
+# while its agent was down has its exit code reported afterwards; volumes survive DELETE unless
+# ?purge=true; after DELETE nothing is left (processes, mounts, netns, cgroups, veths, runtime
+# state, run dir).
 . "$(dirname "$0")/../lib.sh"
 
 command -v runc >/dev/null || bail "runc not found (scripts/deps.sh)"
@@ -157,9 +158,29 @@ api a2 GET /v1/containers/srv
 like "monitor killed: the old process is gone, a new one runs, the restart counted" \
 	"$(json_get restarts "$HTTP_BODY")/$(alive "$SRV_PID" && echo old || echo new)" "^[1-9][0-9]*/new$"
 
+# ---- spare monitors: one waits per agent (forked away, pidfd held), the next start takes it
+# and names itself after its container; it goes when its agent goes (EOF on its socket).
+spare_of() { pgrep -f "netagent-monitor --spare --root $(agent_dir "$1")/run/runc "; }
+one_spare() { [ "$(spare_of "$1" | wc -l)" = 1 ]; }
+no_spare() { [ -z "$(spare_of "$1")" ]; }
+wait_for 5 one_spare a1
+SPARE=$(spare_of a1)
+is "one spare monitor waits beside a1's containers" "$(wc -w <<<"$SPARE")" 1
+put a1 sp '{"command":["sleep","100000"],"stop_timeout_s":0}' 201 "PUT a container while it waits"
+is "the container's monitor is the spare, named after the container (--id, --dir)" \
+	"$(pgrep -f "netagent-monitor --id $(agent_name a1)-sp --dir $(agent_dir a1)/run/containers/sp")" "$SPARE"
+wait_for 5 one_spare a1
+NEWSPARE=$(spare_of a1)
+[ -n "$NEWSPARE" ] && [ "$NEWSPARE" != "$SPARE" ] && ok "a new spare waits after the start" ||
+	not_ok "a new spare waits after the start" "old $SPARE new '$NEWSPARE'"
+api a1 DELETE /v1/containers/sp
+is "DELETE it: 204" "$HTTP_CODE" 204
+
 # ---- kill -9 while a container runs, restart the agent: same pid, nothing restarted
 CLI_RESTARTS=$(field a1 cli restarts)
 kill_agent a1 -9
+wait_for 3 no_spare a1 && ok "the spare exits with its agent (kill -9)" ||
+	not_ok "the spare exits with its agent (kill -9)" "$(ps -o pid,args -p "$NEWSPARE")"
 start_agent h1 a1 || bail "agent a1 did not restart"
 wait_for 5 state_is a1 cli running
 api a1 GET /v1/containers/cli
@@ -215,7 +236,8 @@ for a in a1 a2; do
 		[ "$HTTP_CODE" = 204 ] || not_ok "DELETE $n on $a" "$(last_req)"
 	done
 done
-is "all deleted: no monitor of this run left" "$(pgrep -fc "netagent-monitor .*$NA_TMP/")" 0
+is "all deleted: no container's monitor of this run left" "$(pgrep -fc "netagent-monitor --id .*$NA_TMP/")" 0
+is "only a spare per agent" "$(pgrep -fc "netagent-monitor --spare .*$NA_TMP/")" 2
 is "no runtime container left" "$(cat "$NA_TMP"/agent-*/run/runc/*/state.json 2>/dev/null | wc -c)" 0
 is "no container cgroup left" "$(ls -d /sys/fs/cgroup/*/netagent/"$(agent_name a1)" /sys/fs/cgroup/*/netagent/"$(agent_name a2)" 2>/dev/null | wc -l)" 0
 is "no container netns left" "$(find "$NA_TMP"/agent-*/run/ctns -mindepth 1 2>/dev/null | wc -l)" 0
