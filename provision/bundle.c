@@ -17,7 +17,7 @@
 struct bjob {
 	char name[64], id[80], dir[512], bundle[512], netns[512], voldir[512];
 	char *config; /* config.json text */
-	int rootfs_image, creating;
+	int rootfs_image, creating, refused;
 	char rootfs[PV_PATH_MAX];
 	pv_volume_t vols[PV_MAX_VOLS];
 	size_t nvols;
@@ -365,13 +365,15 @@ int pv_render(pv_ct_t *c, pv_cb cb, void *ud)
 	return 0;
 }
 
-int pv_prepare(pv_ct_t *c, pv_cb cb, void *ud)
+/* The prepare job for c, its config.json built (on the loop: it reads the
+ * model); NULL when out of memory or the config cannot be built. */
+static struct bjob *prepare_job(pv_ct_t *c, pv_cb cb, void *ud)
 {
 	struct bjob *j = calloc(1, sizeof(*j));
 	na_err_t err = NA_ERR_INIT;
-	char cg[200], hosts[600], hostname[600], key[80];
+	char cg[200], hosts[600], hostname[600];
 	if (!j)
-		return -1;
+		return NULL;
 	snprintf(j->name, sizeof(j->name), "%s", c->name);
 	snprintf(j->id, sizeof(j->id), "%s", c->id);
 	pv_ct_path(c, NULL, j->dir, sizeof(j->dir));
@@ -417,10 +419,56 @@ int pv_prepare(pv_ct_t *c, pv_cb cb, void *ud)
 	json_t *cfg = pv_oci_config(&c->spec, &ctx, &err);
 	j->config = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
 	json_decref(cfg);
-	key_of(c->name, key, sizeof(key));
-	if (!j->config || na_ns_submit(key, NULL, w_prepare, bjob_done, j) < 0) {
+	if (!j->config) {
+		bjob_free(j);
+		return NULL;
+	}
+	return j;
+}
+
+static int submit(struct bjob *j, na_ns_fn fn, na_ns_done_fn done)
+{
+	char key[80];
+	key_of(j->name, key, sizeof(key));
+	if (na_ns_submit(key, NULL, fn, done, j) < 0) {
 		bjob_free(j);
 		return -1;
 	}
 	return 0;
+}
+
+int pv_prepare(pv_ct_t *c, pv_cb cb, void *ud)
+{
+	struct bjob *j = prepare_job(c, cb, ud);
+	return j ? submit(j, w_prepare, bjob_done) : -1;
+}
+
+/* Checks, then prepare, in one job: a create's first two steps without a
+ * trip back to the loop between them. */
+static int w_check_prepare(void *arg, na_err_t *err)
+{
+	struct bjob *j = arg;
+	if (w_check(j, err) < 0) {
+		j->refused = 1;
+		return -1;
+	}
+	return w_prepare(j, err);
+}
+
+static void check_prepare_done(void *arg, int rc, const na_err_t *err)
+{
+	struct bjob *j = arg;
+	j->cb(j->ud, rc < 0 && j->refused ? PV_REFUSED : rc, err);
+	bjob_free(j);
+}
+
+int pv_check_prepare(pv_ct_t *c, pv_cb cb, void *ud)
+{
+	struct bjob *j = prepare_job(c, cb, ud);
+	if (!j)
+		return -1;
+	if (c->spec.rootfs_image)
+		snprintf(j->rootfs, sizeof(j->rootfs), "%s", c->spec.rootfs);
+	j->creating = c->state == PV_S_CREATING;
+	return submit(j, w_check_prepare, check_prepare_done);
 }

@@ -31,12 +31,13 @@ enum step {
 	S_DETACH_ALL, /* every overlay interface */
 	S_CLEANUP,    /* runtime, run dir, netns, cgroups (volumes: op->purge) */
 	S_UNPERSIST,
-	S_ADOPT,  /* what a previous agent left running or exited */
-	S_RENDER, /* live update: the role's files, container running */
-	S_APPLY,  /* live update: the role makes the process take them */
+	S_ADOPT,	 /* what a previous agent left running or exited */
+	S_RENDER,	 /* live update: the role's files, container running */
+	S_APPLY,	 /* live update: the role makes the process take them */
+	S_CHECK_PREPARE, /* S_CHECK then S_PREPARE in one worker job */
 };
 
-static const enum step seq_create[] = {S_CHECK, S_PREPARE, S_NET, S_SPAWN, S_PERSIST, S_END};
+static const enum step seq_create[] = {S_CHECK_PREPARE, S_NET, S_SPAWN, S_PERSIST, S_END};
 static const enum step seq_update[] = {S_CHECK, S_STOP,	 S_SETSPEC, S_PREPARE,
 				       S_NET,	S_SPAWN, S_PERSIST, S_END};
 static const enum step seq_start[] = {S_WANT_RUN, S_PREPARE, S_NET, S_SPAWN, S_PERSIST, S_END};
@@ -177,8 +178,9 @@ static void op_end(pv_op_t *op, int rc, const na_err_t *err)
 }
 
 static const char *const step_names[] = {
-    "end",   "check",	"stop",	      "setspec", "want_run",  "want_stop", "prepare", "net",
-    "spawn", "persist", "detach_all", "cleanup", "unpersist", "adopt",	   "render",  "apply",
+    "end",	 "check", "stop",   "setspec", "want_run",	"want_stop",
+    "prepare",	 "net",	  "spawn",  "persist", "detach_all",	"cleanup",
+    "unpersist", "adopt", "render", "apply",   "check_prepare",
 };
 
 static void step_done(void *ud, int rc, const na_err_t *err)
@@ -192,11 +194,14 @@ static void step_done(void *ud, int rc, const na_err_t *err)
 		 c->name, kind_name(op->kind), step_names[s], rc, (double)(now - op->ts) / 1e6,
 		 (double)(now - op->t0) / 1e6);
 	op->ts = now;
+	if (rc == PV_REFUSED && s == S_CHECK_PREPARE)
+		op->touched = 0; /* refused by the checks: nothing was made */
 	if (rc < 0) {
 		na_err_t e = *err;
 		if (s == S_SPAWN)
 			publish(c, "start_failed");
-		if (op->kind == PV_OP_CREATE && !op->rolling_back && s != S_CHECK) {
+		if (op->kind == PV_OP_CREATE && !op->rolling_back && s != S_CHECK &&
+		    rc != PV_REFUSED) {
 			/* Undo what exists, then answer with the first error. */
 			op->err = e;
 			op->rolling_back = 1;
@@ -280,6 +285,16 @@ static void run_step(pv_op_t *op)
 	case S_WANT_STOP:
 		c->want_run = 0;
 		ok(op);
+		return;
+	case S_CHECK_PREPARE:
+		if (pv_check_prepare(c, step_done, op) < 0) {
+			/* Nothing was made, nothing checked: no rollback (it
+			 * would remove a runtime container the check refuses). */
+			na_err_t err = NA_ERR_INIT;
+			na_err_set(&err, 503, "unavailable", NULL, "cannot queue the bundle of %s",
+				   c->name);
+			step_done(op, PV_REFUSED, &err);
+		}
 		return;
 	case S_PREPARE:
 		if (c->state != PV_S_CREATING)

@@ -164,6 +164,11 @@ int pv_check_fs(const pv_ct_t *c, const pv_spec_t *spec, pv_cb cb, void *ud);
  * volumes owned by the container's user, netns with lo up, and no stale
  * runtime container of this id. */
 int pv_prepare(pv_ct_t *c, pv_cb cb, void *ud);
+/* pv_check_fs then pv_prepare in one worker job (a create). cb's rc is
+ * PV_REFUSED when the checks refused (nothing was made), -1 when the
+ * prepare failed. */
+#define PV_REFUSED (-2)
+int pv_check_prepare(pv_ct_t *c, pv_cb cb, void *ud);
 /* A live update: only the role's prepare (render_only) on a worker, for a
  * running container whose bundle and namespace exist. */
 int pv_render(pv_ct_t *c, pv_cb cb, void *ud);
