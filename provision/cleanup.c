@@ -93,6 +93,10 @@ int pv_monitor_pidfd(const char *dir, const char *id)
 	return pfd;
 }
 
+/* Only the container's own leaf: runc removes no parent, and neither do
+ * we. Removing an empty parent (netagent/<agent>, or the netagent dir all
+ * agents of a machine share) races with a runc creating a sibling below
+ * it, which then fails reading the vanished parent's cpuset.cpus. */
 static void rm_cgroups(const char *agent, const char *name)
 {
 	char path[700];
@@ -101,19 +105,11 @@ static void rm_cgroups(const char *agent, const char *name)
 	/* v1 hierarchies, the hybrid's cgroup2 mount, and a v2 root. */
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/netagent/%s/%s", agent, name);
 	rmdir(path);
-	snprintf(path, sizeof(path), "/sys/fs/cgroup/netagent/%s", agent);
-	rmdir(path);
 	while (d && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/netagent/%s/%s", de->d_name, agent,
 			 name);
-		rmdir(path);
-		/* runc removes only the leaf; the parents go when empty
-		 * (EBUSY/ENOTEMPTY while other containers live). */
-		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/netagent/%s", de->d_name, agent);
-		rmdir(path);
-		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/netagent", de->d_name);
 		rmdir(path);
 	}
 	if (d)

@@ -6,6 +6,7 @@
  * `--target-action=promote` (else recovery pauses with hot_standby off);
  * a restored cluster must never archive into the stanza it came from. */
 #include "provision/pg_backrest.h"
+#include "netagent/file.h"
 #include "netagent/util.h"
 #include "netagent/validate.h"
 
@@ -401,25 +402,9 @@ int pgbr_write(const char *run_dir, const char *conf, unsigned uid, unsigned gid
 {
 	if (!conf)
 		return 0;
-	char path[600], tmp[620];
+	char path[600];
 	snprintf(path, sizeof(path), "%s/%s/pgbackrest.conf", run_dir, PGBR_SUB);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	unlink(tmp);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return na_err_errno(err, errno, "create %s", tmp);
-	size_t len = strlen(conf);
-	ssize_t w = write(fd, conf, len);
-	if (w != (ssize_t)len || fchown(fd, uid, gid) < 0) {
-		int e = w < 0 ? errno : EIO;
-		close(fd);
-		unlink(tmp);
-		return na_err_errno(err, e, "write %s", tmp);
-	}
-	close(fd);
-	if (rename(tmp, path) < 0)
-		return na_err_errno(err, errno, "rename %s", path);
-	return 0;
+	return na_file_put(path, conf, strlen(conf), 0600, uid, gid, err);
 }
 
 void pgbr_argv(const char *stanza, const char *command, const char *type, const char *argv[8],

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "netagent/addr.h"
 #include "netagent/agent.h"
 #include "netagent/validate.h"
 #include "provision/spec.h"
@@ -76,6 +77,15 @@ struct pv_role {
 /* The table (roles.c). NULL-terminated. */
 extern const pv_role_t *const pv_roles[];
 const pv_role_t *pv_role_find(const char *name);
+
+/* The subnets of a container's overlay networks for renders on worker
+ * threads, which cannot ask vxlan (loop thread only). Roles note them on
+ * the loop thread when they validate a spec and when a container starts
+ * (a restarted agent validated before its networks loaded); a network's
+ * subnet never changes while it exists. roles.c. */
+void pv_role_note_subnets(const pv_spec_t *s);
+/* Any thread: 1 and *out when the network's subnet was noted, else 0. */
+int pv_role_subnet(const char *network, na_addr_t *out);
 
 /* Capability names ("CHOWN", no CAP_ prefix) and bits, for roles and the
  * OCI builder. -1 when unknown. */

@@ -1,15 +1,22 @@
-/* The role table, and capability names for roles and the OCI builder. */
+/* The role table, the subnets roles render from, and capability names for
+ * roles and the OCI builder. */
 #include "provision/role.h"
 #include "netagent/util.h"
+#include "vxlan/vxlan.h"
 
 #include <linux/capability.h>
+#include <pthread.h>
 #include <string.h>
 
 extern const pv_role_t pv_role_generic;
+extern const pv_role_t pv_role_gateway;
+extern const pv_role_t pv_role_postgres;
 
 /* One row per role; a preset adds its own (extern above, row below). */
 const pv_role_t *const pv_roles[] = {
     &pv_role_generic,
+    &pv_role_gateway,
+    &pv_role_postgres,
     NULL,
 };
 
@@ -19,6 +26,54 @@ const pv_role_t *pv_role_find(const char *name)
 		if (!strcmp(pv_roles[i]->name, name))
 			return pv_roles[i];
 	return NULL;
+}
+
+static struct {
+	pthread_mutex_t mu;
+	struct {
+		char name[64];
+		na_addr_t subnet;
+	} e[256];
+	size_t n;
+} subnets = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void pv_role_note_subnets(const pv_spec_t *s)
+{
+	for (size_t k = 0; k < s->nnets; k++) {
+		vx_net_info_t info;
+		na_err_t e = NA_ERR_INIT;
+		if (vx_network_info(s->nets[k].network, &info, &e) < 0)
+			continue;
+		pthread_mutex_lock(&subnets.mu);
+		size_t i;
+		for (i = 0; i < subnets.n; i++)
+			if (!strcmp(subnets.e[i].name, s->nets[k].network))
+				break;
+		/* Full: the oldest entry goes (a deleted network's, most
+		 * likely); a miss is re-noted at the next start. */
+		if (i == NA_ARRAY_SIZE(subnets.e)) {
+			memmove(&subnets.e[0], &subnets.e[1], sizeof(subnets.e[0]) * (i - 1));
+			subnets.n = i = NA_ARRAY_SIZE(subnets.e) - 1;
+		}
+		if (i == subnets.n)
+			snprintf(subnets.e[subnets.n++].name, sizeof(subnets.e[0].name), "%s",
+				 s->nets[k].network);
+		subnets.e[i].subnet = info.subnet;
+		pthread_mutex_unlock(&subnets.mu);
+	}
+}
+
+int pv_role_subnet(const char *network, na_addr_t *out)
+{
+	int found = 0;
+	pthread_mutex_lock(&subnets.mu);
+	for (size_t i = 0; i < subnets.n && !found; i++)
+		if (!strcmp(subnets.e[i].name, network)) {
+			*out = subnets.e[i].subnet;
+			found = 1;
+		}
+	pthread_mutex_unlock(&subnets.mu);
+	return found;
 }
 
 /* Index = capability number (linux/capability.h), up to CAP_LAST_CAP of

@@ -140,8 +140,9 @@ _na_cleanup_containers() {
 	for n in "${!AGENT_NAMES[@]}"; do
 		for p in /sys/fs/cgroup/*/netagent/"$n" /sys/fs/cgroup/netagent/"$n"; do
 			[ -d "$p" ] || continue
+			# Not the shared netagent/ parent: another run's runc may be creating below it.
 			find "$p" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
-			rmdir "$p" "${p%/*}" 2>/dev/null
+			rmdir "$p" 2>/dev/null
 		done
 	done
 	return 0

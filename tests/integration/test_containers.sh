@@ -239,6 +239,6 @@ done
 is "all deleted: no container's monitor of this run left" "$(pgrep -fc "netagent-monitor --id .*$NA_TMP/")" 0
 is "only a spare per agent" "$(pgrep -fc "netagent-monitor --spare .*$NA_TMP/")" 2
 is "no runtime container left" "$(cat "$NA_TMP"/agent-*/run/runc/*/state.json 2>/dev/null | wc -c)" 0
-is "no container cgroup left" "$(ls -d /sys/fs/cgroup/*/netagent/"$(agent_name a1)" /sys/fs/cgroup/*/netagent/"$(agent_name a2)" 2>/dev/null | wc -l)" 0
+is "no container cgroup left" "$(find /sys/fs/cgroup/*/netagent/"$(agent_name a1)" /sys/fs/cgroup/*/netagent/"$(agent_name a2)" -mindepth 1 -type d 2>/dev/null | wc -l)" 0
 is "no container netns left" "$(find "$NA_TMP"/agent-*/run/ctns -mindepth 1 2>/dev/null | wc -l)" 0
 finish

@@ -1,0 +1,28 @@
+/* Raft voters of a postgres cluster (pg_raft.c): provision-internal, for
+ * the postgres role's live update of `members`. */
+#ifndef PV_PG_RAFT_H
+#define PV_PG_RAFT_H
+
+#include <stddef.h>
+
+#include "netagent/err.h"
+#include "provision/role.h"
+
+#define PG_RAFT_MAX 16
+
+typedef struct pg_raft_req {
+	const char *container;	    /* a running member */
+	const char *self_ip;	    /* its overlay address (the Raft port listens there) */
+	int port;		    /* Raft port (5010) */
+	const char *password;	    /* Raft password, or NULL */
+	const char *const *members; /* every voter wanted, addresses without port */
+	size_t nmembers;
+} pg_raft_req_t;
+
+/* Loop thread: adds the wanted voters Raft lacks, then removes the ones
+ * no longer wanted (membership changes go through pysyncobj's leader);
+ * cb once done. A repeat changes nothing. Witnesses (voters without
+ * PostgreSQL) are members like the others. */
+int pg_raft_sync(const pg_raft_req_t *r, pv_role_cb cb, void *ud, na_err_t *err);
+
+#endif
