@@ -29,7 +29,7 @@ struct kjob {
 	unsigned long long fence_until;
 	char agent[64];
 	/* results */
-	int added, stale, rebuilt;
+	int added, stale, rebuilt, late;
 	char warn[256];
 	vip_kdone_fn done;
 	void *ud;
@@ -102,6 +102,14 @@ static int fence_arm(struct kjob *j, na_err_t *err)
 	if (rc == 1) {
 		j->rebuilt = 1;
 		rc = arm_once(j, 1, err);
+	}
+	if (rc == 0 && j->stale && j->fence_until >= na_now_ms() + VIP_FENCE_MIN_MS) {
+		/* A stall (a loaded machine preempts workers for tens of ms):
+		 * one more try with the timeout computed anew, rather than a
+		 * host that stops answering until the next renewal. */
+		j->stale = 0;
+		j->late = 1;
+		rc = arm_once(j, 0, err);
 	}
 	return rc < 0 ? -1 : 0;
 }
@@ -206,6 +214,11 @@ static void k_done(void *arg, int rc, const na_err_t *err)
 		na_warn("vip announce failed", "vip=%s error=\"%s\"", j->name, j->warn);
 	if (j->rebuilt)
 		na_info("vip fence built", "vip=%s", j->name);
+	if (j->late || (j->op == K_FENCE && j->stale)) {
+		vm.fence_late++;
+		na_info("vip fence renewal stalled", "vip=%s disarmed=%s", j->name,
+			j->stale ? "yes" : "no");
+	}
 	if (rc == 0 && (j->op == K_FENCE || j->op == K_FENCE_DEL)) {
 		/* the address is not these jobs' business */
 	} else if (rc == 0) {

@@ -104,8 +104,12 @@ static void send_renewal(void);
 static void renewed(void *ud, int rc, const na_err_t *err, const na_etcd_result_t *res)
 {
 	struct renewal *r = ud;
+	unsigned long long took = na_now_ms() - r->sent;
 	L.out = 0;
 	L.cur = NULL;
+	if (took > (unsigned long long)vm.fence_ms / 2)
+		na_info("vip liveness renewal slow", "ms=%llu ok=%s", took,
+			rc == 0 && res->succeeded ? "yes" : "no");
 	if (rc < 0) {
 		L.failed++;
 		na_debug("vip liveness not renewed", "error=\"%s\"", err->msg);
@@ -398,9 +402,10 @@ void vip_live_info(json_t *o)
 				     "silent_ms", (json_int_t)(p->known ? now - p->seen_ms : 0)));
 	json_object_set_new(
 	    o, "liveness",
-	    json_pack("{s:I, s:I, s:I, s:o, s:o}", "renewals_ok", (json_int_t)L.ok,
+	    json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "renewals_ok", (json_int_t)L.ok,
 		      "renewals_failed", (json_int_t)L.failed, "renewals_lost_key",
-		      (json_int_t)L.lost, "last_ok_ms_ago",
+		      (json_int_t)L.lost, "fence_stalls", (json_int_t)vm.fence_late,
+		      "last_ok_ms_ago",
 		      L.last_ok_ms ? json_integer((json_int_t)(now - L.last_ok_ms)) : json_null(),
 		      "following", peers));
 }

@@ -143,6 +143,7 @@ typedef struct vip_mod {
 	int lease_ttl_s, keepalive_ms, fence_margin_ms, addr_lft_s, lft_slack_ms;
 	int preempt_defer_ms;
 	int live_ms, fence_ms, takeover_ms; /* liveness period, F_h, F (live.c) */
+	unsigned long long fence_late;	    /* arms that stalled past the guard */
 	unsigned long long transitions_total;
 	int stopping;
 	/* reconcile round */
