@@ -49,6 +49,7 @@ MISSING=()
 ok() { printf '  ok       %s\n' "$*"; }
 fixed() { printf '  fixed    %s\n' "$*"; }
 missing() { printf '  MISSING  %s\n' "$*"; MISSING+=("$*"); }
+note() { printf '  note     %s\n' "$*"; }
 section() { printf '%s\n' "$*"; }
 do_it() { [ $CHECK -eq 0 ]; }
 in_ns() { if [ -n "$NETNS" ]; then nsenter --net="$NETNS" "$@"; else "$@"; fi; }
@@ -89,13 +90,15 @@ fi
 grep -qw cpu /proc/cgroups && grep -qw memory /proc/cgroups && grep -qw pids /proc/cgroups &&
 	ok "cgroup controllers cpu, memory, pids" || missing "cgroup controllers cpu/memory/pids are not all available"
 
-# ---- sysctls the agent relies on (host namespace; the agent sets its own namespaces' itself)
+# ---- sysctls the agent relies on. These are machine-wide (not per network namespace): a
+# simulated host (--netns) shares them with the machine, so there they are only reported.
 section "sysctls"
 sysctl_want() { # KEY VALUE WHY
 	local cur
-	cur=$(in_ns sysctl -n "$1" 2>/dev/null) || { missing "sysctl $1 is not available ($3)"; return; }
+	cur=$(sysctl -n "$1" 2>/dev/null) || { missing "sysctl $1 is not available ($3)"; return; }
 	if [ "$cur" -ge "$2" ] 2>/dev/null; then ok "$1 = $cur ($3)"; return; fi
-	if do_it && in_ns sysctl -qw "$1=$2" 2>/dev/null; then fixed "$1 = $2 (was $cur; $3)"
+	if [ -n "$NETNS" ]; then note "$1 is $cur, a real host wants >= $2 ($3; machine-wide, left alone for a simulated host)"; return; fi
+	if do_it && sysctl -qw "$1=$2" 2>/dev/null; then fixed "$1 = $2 (was $cur; $3)"
 	else missing "$1 is $cur, wants >= $2 ($3)"; fi
 }
 sysctl_want net.core.rmem_max 4194304 "netlink batches of 5,000 entries"
@@ -110,8 +113,10 @@ if [ -n "$UNDERLAY" ]; then
 		in_ns ip -o link show dev "$UNDERLAY" | grep -q 'state UP\|,UP' && ok "$UNDERLAY is up" || missing "$UNDERLAY is down"
 		a=$(in_ns ip -o -4 addr show dev "$UNDERLAY" | awk '{print $4; exit}')
 		[ -n "$a" ] && ok "$UNDERLAY has $a (the VTEP address)" || missing "$UNDERLAY has no IPv4 address (VXLAN needs one)"
-		mtu=$(in_ns cat "/sys/class/net/$UNDERLAY/mtu" 2>/dev/null || echo 0)
-		[ "$mtu" -ge 1500 ] 2>/dev/null && ok "$UNDERLAY MTU $mtu (overlay MTU $((mtu - 50)))" || missing "$UNDERLAY MTU $mtu is below 1500"
+		# From netlink, not /sys: nsenter --net keeps the caller's /sys (another namespace's eth0).
+		mtu=$(in_ns ip -o link show dev "$UNDERLAY" | sed -n 's/.* mtu \([0-9]*\).*/\1/p')
+		if [ "${mtu:-0}" -ge 1500 ] 2>/dev/null; then ok "$UNDERLAY MTU $mtu (overlay MTU $((mtu - 50)))"
+		else note "$UNDERLAY MTU ${mtu:-?}: overlay MTU $((${mtu:-0} - 50)), below the usual 1450 (PostgreSQL works; large frames fragment less with 1500+)"; fi
 	else
 		missing "underlay interface $UNDERLAY does not exist"
 	fi

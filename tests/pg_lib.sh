@@ -17,6 +17,12 @@
 #   pg_wait_healthy CLUSTER N SECS
 #   db_certs CLUSTER IP…        a CA and one certificate per member IP under $PKI/db/CLUSTER
 #                               (the layout PG_TLS_DIR wants; needs PKI set, e.g. by mkpki)
+# A client committing in a loop (for drills), table TABLE (id int primary key) made by the caller:
+#   pg_writer_start LOG DSN TABLE CMD-PREFIX…   e.g. nsenter --net=NS, or in_host cl; sets PG_WRITER
+#                               LOG lines: "ok ID MS SERVER_IP" per acknowledged commit, "fail MS"
+#   pg_writer_stop | pg_acked LOG (acknowledged ids, sorted as text) | pg_gap LOG SINCE_MS
+#   (longest time without an acknowledged commit since SINCE_MS) | pg_fails LOG SINCE_MS
+#   (failed attempts since) | pg_lost LOG HAVE_FILE (acknowledged ids missing from HAVE_FILE)
 PG_AGENTS=()
 db_certs() { # CLUSTER IP…
 	local cl=$1 d ip
@@ -114,3 +120,65 @@ _pg_healthy() { # CLUSTER N
 	[ "$(pg_sql "a$l" "$1-$l" "select count(*) from pg_stat_replication where state = 'streaming'")" = $(($2 - 1)) ]
 }
 pg_wait_healthy() { wait_for "$3" _pg_healthy "$1" "$2"; }
+
+# Each commit has 3 s (SIGALRM; psycopg2's select-based wait makes libpq interruptible): a
+# commit waiting on a synchronous standby that is gone counts as failed, not as a hang. Its
+# pid goes to LOG.pid: the prefix (a shell function, nsenter) may not exec it.
+PG_WRITER_PY='import os, psycopg2, psycopg2.extensions, psycopg2.extras, signal, sys, time
+dsn, out, table = sys.argv[1], sys.argv[2], sys.argv[3]
+open(out + ".pid", "w").write("%d\n" % os.getpid())
+psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
+class Late(Exception):
+    pass
+def late(*a):
+    raise Late()
+signal.signal(signal.SIGALRM, late)
+f = open(out, "a", buffering=1)
+i, conn = 0, None
+while True:
+    i += 1
+    try:
+        signal.alarm(3)
+        if conn is None:
+            conn = psycopg2.connect(dsn, connect_timeout=2)
+            conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("insert into " + table + " (id) values (%s) returning inet_server_addr()", (i,))
+        row = cur.fetchone()
+        signal.alarm(0)
+        f.write("ok %d %d %s\n" % (i, time.time() * 1000, row[0]))
+        time.sleep(0.02)
+    except BaseException as e:
+        signal.alarm(0)
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        f.write("fail %d\n" % (time.time() * 1000))
+        try:
+            conn.close()
+        except Exception:
+            pass
+        conn = None
+        time.sleep(0.05)'
+pg_writer_start() { # LOG DSN TABLE CMD-PREFIX…
+	local log=$1 dsn=$2 table=$3
+	shift 3
+	: >"$log"
+	rm -f "$log.pid"
+	"$@" "$PY" -c "$PG_WRITER_PY" "$dsn" "$log" "$table" &
+	track_pid $!
+	wait_for 10 test -s "$log.pid" || return 1
+	PG_WRITER=$(cat "$log.pid")
+	track_pid "$PG_WRITER"
+	wait_for 15 grep -q '^ok ' "$log"
+}
+pg_writer_stop() {
+	kill "$PG_WRITER" 2>/dev/null
+	local i
+	for i in $(seq 50); do kill -0 "$PG_WRITER" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$PG_WRITER" 2>/dev/null
+	return 0
+}
+pg_acked() { awk '$1 == "ok" { print $2 }' "$1" | sort; }
+pg_gap() { awk -v s="$2" 'BEGIN { p = s } $1 == "ok" && $3 >= s { if ($3 - p > g) g = $3 - p; p = $3 } END { print g + 0 }' "$1"; }
+pg_fails() { awk -v s="$2" '$1 == "fail" && $2 >= s' "$1" | wc -l; }
+pg_lost() { pg_acked "$1" | comm -23 - <(sort "$2") | wc -l; }

@@ -10,7 +10,8 @@
 # ("# TODO" not-ok lines are not failures). A suite that exits nonzero or times out without
 # any "not ok" line counts as one failure. The last line is "N passed, N failed[, N skipped]";
 # the exit status is nonzero when anything failed.
-# Env: NA_UNIT_TIMEOUT (300 s), NA_TEST_TIMEOUT (600 s per integration script),
+# Env: NA_UNIT_TIMEOUT (300 s), NA_TEST_TIMEOUT (600 s per integration script, or the
+#      script's own "# timeout: SECS" line),
 #      NA_TEST_LOGS (build/test-logs).
 set -uo pipefail
 
@@ -102,7 +103,10 @@ run_integration() {
 		[ -f "$t" ] || continue
 		[ -z "$filter" ] || [[ $(basename "$t") == *"$filter"* ]] || continue
 		found=1
-		run_suite "${t#"$ROOT"/}" "${NA_TEST_TIMEOUT:-600}" bash "$t"
+		# A script may ask for more time than the default with a "# timeout: SECS" line.
+		local tmo
+		tmo=$(sed -n 's/^# timeout: \([0-9][0-9]*\)$/\1/p' "$t" | head -1)
+		run_suite "${t#"$ROOT"/}" "${NA_TEST_TIMEOUT:-${tmo:-600}}" bash "$t"
 	done
 	if [ $found -eq 0 ] && [ -n "$filter" ]; then
 		# A filter that matches nothing is a typo, not a pass.

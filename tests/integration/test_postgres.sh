@@ -117,43 +117,14 @@ wait_for 10 sh -c "[ \"\$(nsenter --net='$CL_NS' psql -X -At -d '$RDSN' -c 'sele
 is "replica_port reaches a follower" "$(cl_sql "$RDSN" "select pg_is_in_recovery()")" t
 
 # ---- a writer commits in a loop through the gateway during the drills
-WRITER='import psycopg2, sys, time
-dsn, out = sys.argv[1], sys.argv[2]
-f = open(out, "a", buffering=1)
-i, conn = 0, None
-while True:
-    try:
-        if conn is None:
-            conn = psycopg2.connect(dsn)
-            conn.autocommit = True
-        cur = conn.cursor()
-        cur.execute("insert into t (id) values (%s) returning inet_server_addr()", (i,))
-        f.write("%d %d %s\n" % (i, time.time() * 1000, cur.fetchone()[0]))
-        i += 1
-        time.sleep(0.02)
-    except Exception:
-        try:
-            conn.close()
-        except Exception:
-            pass
-        conn = None
-        i += 1
-        time.sleep(0.1)'
-nsenter --net="$CL_NS" "$PY" -c "$WRITER" "$DSN" "$NA_TMP/acked" &
-WPID=$!
-track_pid $WPID
-wait_for 10 test -s "$NA_TMP/acked" || not_ok "the writer commits"
-# downtime SINCE_MS: the longest gap between SINCE_MS and the commits acknowledged after it.
-downtime() { awk -v s="$1" 'BEGIN { p = s } $2 >= s { if ($2 - p > g) g = $2 - p; p = $2 } END { print g + 0 }' "$NA_TMP/acked"; }
-# acked_after MS: commits acknowledged after MS (the writer goes on).
-acked_after() { awk -v s="$1" '$2 > s' "$NA_TMP/acked" | wc -l; }
+pg_writer_start "$NA_TMP/acked" "$DSN" t nsenter --net="$CL_NS" || not_ok "the writer commits"
 
 # drill_end DESC T0 BOUND_MS OLD_IP: waits for commits on another member than OLD_IP, then
 # checks the longest gap since T0 against the bound.
 drill_end() {
 	local t0=$2 old=$4 d
-	if wait_for 60 sh -c "[ \$(awk -v s=$t0 -v o=$old '\$2 > s && \$3 != o' '$NA_TMP/acked' | wc -l) -gt 20 ]"; then
-		d=$(downtime "$t0")
+	if wait_for 60 sh -c "[ \$(awk -v s=$t0 -v o=$old '\$1 == \"ok\" && \$3 > s && \$4 != o' '$NA_TMP/acked' | wc -l) -gt 20 ]"; then
+		d=$(pg_gap "$NA_TMP/acked" "$t0")
 		diag "$1: longest gap between acknowledged commits $d ms"
 		if [ "$d" -lt "$3" ]; then ok "$1: writes resume through the gateway within $3 ms ($d ms)"; else not_ok "$1: writes resume within $3 ms" "gap $d ms"; fi
 	else
@@ -180,14 +151,11 @@ drill_end "drill 2 (leader's host underlay cut)" "$T0" 20000 "${M[$((L - 1))]}"
 in_host "h$L" ip link set eth0 up
 if pg_wait_healthy db 3 90; then ok "the cut host's member rejoins once its link is back"; else not_ok "the cut host's member rejoins"; fi
 
-kill "$WPID" 2>/dev/null
-wait "$WPID" 2>/dev/null
+pg_writer_stop
 L=$(pg_leader db 3)
-awk '{print $1}' "$NA_TMP/acked" | sort >"$NA_TMP/acked.ids"
-pg_sql "a$L" "db-$L" "select id from t where id >= 0 order by id" | sort >"$NA_TMP/have.ids"
-LOST=$(comm -23 "$NA_TMP/acked.ids" "$NA_TMP/have.ids" | wc -l)
-diag "$(wc -l <"$NA_TMP/acked.ids") rows acknowledged during the drills"
-is "no acknowledged row was lost (synchronous mode)" "$LOST" 0
+pg_sql "a$L" "db-$L" "select id from t where id >= 0" >"$NA_TMP/have.ids"
+diag "$(pg_acked "$NA_TMP/acked" | wc -l) rows acknowledged during the drills"
+is "no acknowledged row was lost (synchronous mode)" "$(pg_lost "$NA_TMP/acked" "$NA_TMP/have.ids")" 0
 
 # ---- switchover through the agent (synchronous mode: Patroni hands over to the sync standby only)
 T=
