@@ -67,6 +67,8 @@ static int owned(const vip_t *v)
 
 static void arm_expiry(void);
 
+static void proven(vip_t *v, unsigned long long until, int kick);
+
 static void fenced_done(vip_t *v, int rc, int added, const na_err_t *err, void *ud)
 {
 	(void)added, (void)ud;
@@ -75,6 +77,10 @@ static void fenced_done(vip_t *v, int rc, int added, const na_err_t *err, void *
 		na_warn("vip fence renewal failed", "vip=%s error=\"%s\"", v->name, err->msg);
 	else if (rc == 1)
 		na_debug("vip fence renewal too late: disarmed", "vip=%s", v->name);
+	/* A newer proof came while this job was out (a slow worker): arm
+	 * it now rather than at the next renewal. */
+	if (v->live_until > v->fence_sent_until && !v->deleting)
+		proven(v, v->live_until, 0);
 }
 
 /* A proof until `until` for v: the element follows it; a VIP we own but do
@@ -85,6 +91,7 @@ static void proven(vip_t *v, unsigned long long until, int kick)
 		v->live_until = until;
 	if (v->state == VIP_MASTER && !v->dropping && !v->taking && !v->fencing) {
 		v->fencing = 1;
+		v->fence_sent_until = v->live_until;
 		if (vip_k_fence(v, v->live_until, fenced_done, NULL) < 0)
 			v->fencing = 0;
 	} else if (v->state != VIP_MASTER && kick) {

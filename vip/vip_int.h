@@ -117,11 +117,12 @@ typedef struct vip {
 	 * ms): s + fence_ms for the last claim or renewal sent at s that
 	 * etcd applied while the key was ours */
 	unsigned long long live_until;
-	int fencing;			  /* a fence renewal is out */
-	int acquiring;			  /* txn out */
-	unsigned long long claim_sent_ms; /* when the claim out was sent */
-	char claim_from[64];		  /* holder it takes over from, "" none */
-	int releasing;			  /* delete out */
+	int fencing;			     /* a fence renewal is out */
+	unsigned long long fence_sent_until; /* the proof it carries */
+	int acquiring;			     /* txn out */
+	unsigned long long claim_sent_ms;    /* when the claim out was sent */
+	char claim_from[64];		     /* holder it takes over from, "" none */
+	int releasing;			     /* delete out */
 	unsigned long long holdoff_until_ms;
 	unsigned long long yield_until_ms; /* a better candidate goes first until then */
 	na_timer_t *elect_timer;

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# VIP election over a 3-member etcd cluster (SPEC §3): two
-# candidates h1, h2 whose preferred etcd endpoint is a follower. Killing that member (-9) must
-# not move or drop the VIP (the renewal goes to another member within the fence margin); a
-# kill -9 of the holder's agent then still hands over through the remaining two members. A
-# sampler of both hosts' addresses at >= 20 Hz must never see the VIP twice.
+# VIP election over a 3-member etcd cluster (SPEC §3): two candidates h1, h2 whose etcd
+# endpoints are listed follower F1, follower F2, leader. F1 hung (SIGSTOP, 4 s), then F2 (the
+# one the agents moved to) killed (-9), must not move or drop the VIP: the holder's liveness
+# renewals (every 100 ms) reach another member before its fence element (500 ms) runs out — a
+# hung member costs one 250 ms attempt. The leader killed (F2 back first): no write commits
+# until an election (etcd's default election timeout is 1 s), so the holder's fence runs out
+# and the VIP is unanswered for about that long — never two holders, one holder again once a
+# leader is elected (docs/vip.md: tune etcd's election timeout below the fence). A kill -9 of
+# the holder's agent then still hands over through the two members left, in < 1.5 s. A
+# sampler of both hosts (address + live fence element) at >= 20 Hz must never see the VIP
+# twice.
 . "$(dirname "$0")/../lib.sh"
 
 command -v etcd >/dev/null || bail "etcd not installed (make deps installs etcd-server)"
@@ -14,10 +20,11 @@ J=(-H 'Content-Type: application/json')
 start_etcd_cluster 3 || bail "etcd cluster did not start"
 LEADER=$(etcd_leader)
 [ "$LEADER" != 0 ] || bail "etcd cluster has no leader"
-for i in 1 2 3; do [ "$i" != "$LEADER" ] && FOLLOWER=$i && break; done
-# The follower first: the agents prefer it.
-URLS=$(etcd_url "$FOLLOWER")
-for i in 1 2 3; do [ "$i" != "$FOLLOWER" ] && URLS="$URLS,$(etcd_url $i)"; done
+F=()
+for i in 1 2 3; do [ "$i" != "$LEADER" ] && F+=("$i"); done
+F1=${F[0]} F2=${F[1]}
+# The followers first: the agents prefer F1, then F2.
+URLS="$(etcd_url "$F1"),$(etcd_url "$F2"),$(etcd_url "$LEADER")"
 # start_etcd_cluster runs each member under a subshell: signal etcd itself (our child, by id).
 member_pid() {
 	local p
@@ -78,17 +85,54 @@ if wait_for 5 one_holder; then ok "3-member cluster: one holder ($(holder))"; el
 sleep 1
 HOLDER=$(holder)
 
-# The agents' preferred member dies: the holder keeps the VIP throughout.
+# The agents' preferred member hangs, then comes back: the holder keeps the VIP throughout.
+P=$(member_pid "$F1")
+[ -n "$P" ] || bail "no etcd process for member $F1"
 T0=$(mstime)
-P=$(member_pid "$FOLLOWER")
-[ -n "$P" ] || bail "no etcd process for member $FOLLOWER"
+kill -STOP "$P"
+sleep 4
+kill -CONT "$P"
+sleep 1
+kept() { # DESC: the holder kept the VIP since T0: no gap in the sampler longer than GAP_MS
+	local gap
+	gap=$(awk -v t0="$T0" -v c="$(col "$HOLDER")" '$1 >= t0 { if ($c == 0) { if (!s) s = $1; e = $1 } else if (s) { if (e - s + 6 > m) m = e - s + 6; s = 0 } } END { if (s && e - s + 6 > m) m = e - s + 6; print m + 0 }' "$SAMPLES")
+	diag "$1: longest time without the VIP on $HOLDER: $gap ms ($(count "$T0" "$(col "$HOLDER")" 0) samples)"
+	if [ "$gap" -le "$GAP_MS" ]; then ok "$1: $HOLDER kept the VIP (no gap over $GAP_MS ms)"; else not_ok "$1: $HOLDER kept the VIP" "gap of $gap ms"; fi
+}
+# A stall of the whole agent past F_h - k (a loaded shared machine: the scheduler, not etcd)
+# lets the element lapse for a moment; an etcd member's loss must not cost more than that.
+GAP_MS=50
+kept "member $F1 hung for 4 s"
+is "member $F1 hung: still one holder" "$(holder)" "$HOLDER"
+grep -q "etcd endpoint failed\" endpoint=$(etcd_url "$F1")" "$(agent_log "a${HOLDER#h}")" && ok "the holder's calls did meet the hung member (and moved on)" || not_ok "the hung member was in use" "$(grep -c 'endpoint failed' "$(agent_log "a${HOLDER#h}")") failures logged"
+
+# The member the agents use now (F2, a follower) dies: the holder keeps the VIP throughout.
+P=$(member_pid "$F2")
+T0=$(mstime)
 kill -9 "$P"
 wait "$P" 2>/dev/null
 sleep 4
-is "member $FOLLOWER killed: $HOLDER kept the VIP (samples without it)" "$(count "$T0" "$(col "$HOLDER")" 0)" 0
-is "member $FOLLOWER killed: still one holder" "$(holder)" "$HOLDER"
+kept "member $F2 (in use) killed"
+is "member $F2 killed: still one holder" "$(holder)" "$HOLDER"
 api "a${HOLDER#h}" GET /v1/vips/gw
 is "the holder is still master" "$(json_get state "$HTTP_BODY")" master
+
+# The leader dies (F2 back first, so two members keep a quorum): an election stops writes.
+start_etcd_member "$F2" || bail "member $F2 did not restart"
+sleep 1
+HOLDER=$(holder)
+T0=$(mstime)
+P=$(member_pid "$LEADER")
+kill -9 "$P"
+wait "$P" 2>/dev/null
+# the sampler's verdict (address + live fence element) of the last second: one holder
+settled_one() { awk -v t="$(($(mstime) - 1000))" '$1 >= t { n++; if ($4 + $5 == 1) k++ } END { exit !(n > 0 && k == n) }' "$SAMPLES"; }
+sleep 1
+if wait_for 10 settled_one; then ok "leader killed: one holder again ($(holder), $(($(mstime) - T0)) ms after the kill)"; else not_ok "leader killed: one holder again" "holders: '$(holder)'" "$(tail -n 3 "$SAMPLES")"; fi
+diag "leader killed: samples without a holder: $(awk -v t0="$T0" '$1 >= t0 && $4 == 0 && $5 == 0 { n++ } END { print n + 0 }' "$SAMPLES") ($(awk -v t0="$T0" '$1 >= t0 && $4 == 0 && $5 == 0 { if (!f) a = $1; f = 1; b = $1 } END { print f ? b - a : 0 }' "$SAMPLES") ms from the first to the last)"
+for a in a1 a2; do kill -0 "$(agent_pid $a)" 2>/dev/null && ok "leader killed: agent $a still running" || not_ok "agent $a still running" "$(tail -n 5 "$(agent_log $a)")"; done
+sleep 1
+HOLDER=$(holder)
 
 # kill -9 of the holder's agent: takeover through the two members left.
 OTHER=h1
@@ -98,7 +142,9 @@ kill_agent "a${HOLDER#h}"
 moved() { [ "$(holder)" = "$OTHER" ]; }
 if wait_for 5 moved; then
 	sleep 0.2
-	ok "kill -9 of the holder: $OTHER took over ($(first_sample "$T0" "$(col "$OTHER")" 1) ms; old address gone after $(first_sample "$T0" "$(col "$HOLDER")" 0) ms)"
+	UP=$(first_sample "$T0" "$(col "$OTHER")" 1)
+	diag "kill -9 of the holder: $OTHER holds after $UP ms; the old one stopped after $(first_sample "$T0" "$(col "$HOLDER")" 0) ms"
+	[ "$UP" != none ] && [ "$UP" -lt 1500 ] && ok "kill -9 of the holder: $OTHER took over in < 1.5 s ($UP ms)" || not_ok "kill -9 of the holder: taken over in < 1.5 s" "$UP ms"
 else
 	not_ok "kill -9 of the holder: $OTHER takes over" "holders: '$(holder)'"
 fi
