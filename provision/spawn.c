@@ -9,9 +9,10 @@
  * monitor, no double fork and no round trip on the start's critical path
  * (2-8 ms on a loaded 2-core host; runc itself takes 20-100 ms).
  *
- * One spare is kept. It is made again once a start has finished (not
- * while runc runs: on two cores it would take CPU from the start), and
- * asked for as an operation that will start something begins (pv_spare),
+ * One spare is kept. It is made again SPARE_DELAY_MS after a start has
+ * finished (not while runc runs, nor while the new process makes its first
+ * output: on two cores it would take CPU from them), or at once when an
+ * operation that will start something begins (pv_spare),
  * so that even the first start after the agent's own start overlaps the
  * monitor's start-up with the bundle and the netns. A start that finds no
  * spare (a burst) takes the one on its way, or spawns its own: the same
@@ -39,7 +40,8 @@ extern char **environ;
 #define LOG_FILES 3
 /* Room in a spare's argument area for "--id ID --dir DIR" (monitor/main.c):
  * ids are < 80 bytes, run dirs < 512. */
-#define CMDLINE_ROOM 640
+#define CMDLINE_ROOM   640
+#define SPARE_DELAY_MS 100
 
 struct mon {
 	pv_ct_t *c;  /* the container it starts; NULL while spare */
@@ -56,7 +58,14 @@ struct mon {
 };
 
 static struct mon *spare;
+static na_timer_t *later; /* the next spare, SPARE_DELAY_MS after a start */
 static char pad[CMDLINE_ROOM + 1];
+
+static void spare_later(void *ud)
+{
+	(void)ud;
+	pv_spare();
+}
 
 static void mon_closed(uv_handle_t *h)
 {
@@ -102,8 +111,8 @@ static void finish(struct mon *m, int rc, const na_err_t *err)
 		c->exit_pending = 0;
 		pv_read_exit(c);
 	}
-	/* runc is done: making the next spare takes nothing from this start. */
-	pv_spare();
+	if (!spare && (later || (later = na_timer_new(pv.ag, spare_later, NULL))))
+		na_timer_start(later, SPARE_DELAY_MS, 0);
 }
 
 /* The container's options, one line: the monitor starts it at once. */
@@ -340,6 +349,8 @@ static struct mon *mon_new(void)
 
 void pv_spare(void)
 {
+	if (later)
+		na_timer_stop(later);
 	if (spare || pv.closing || !pv.probe.done || pv.probe.error[0])
 		return;
 	spare = mon_new();

@@ -44,199 +44,11 @@
 
 extern char **environ;
 
+/* Where a start's time goes, for monitor.log (µs): the start line, runc
+ * spawned, runc's exit, the container's first output relayed (0: none). */
 static struct {
-	const char *id, *runtime, *root, *bundle, *dir, *cgroup, *tag;
-	int stop_timeout, sync_fd, log_files, spare;
-	long long log_max;
-	unsigned restarts;
-	int argc;
-	char **argv;
-} cfg = {.stop_timeout = 10, .sync_fd = -1, .log_files = 3, .log_max = 1 << 20, .tag = ""};
-
-static unsigned long long mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000;
-}
-
-static int parse(int argc, char **argv)
-{
-	static const struct option o[] = {
-	    {"id", 1, 0, 'i'},		 {"runtime", 1, 0, 'r'},
-	    {"root", 1, 0, 'R'},	 {"bundle", 1, 0, 'b'},
-	    {"dir", 1, 0, 'd'},		 {"cgroup", 1, 0, 'c'},
-	    {"stop-timeout", 1, 0, 's'}, {"restarts", 1, 0, 'n'},
-	    {"tag", 1, 0, 't'},		 {"log-max", 1, 0, 'm'},
-	    {"log-files", 1, 0, 'f'},	 {"sync-fd", 1, 0, 'S'},
-	    {"spare", 0, 0, 'p'},	 {0, 0, 0, 0},
-	};
-	int ch;
-	while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
-		switch (ch) {
-		case 'i':
-			cfg.id = optarg;
-			break;
-		case 'r':
-			cfg.runtime = optarg;
-			break;
-		case 'R':
-			cfg.root = optarg;
-			break;
-		case 'b':
-			cfg.bundle = optarg;
-			break;
-		case 'd':
-			cfg.dir = optarg;
-			break;
-		case 'c':
-			cfg.cgroup = optarg;
-			break;
-		case 't':
-			cfg.tag = optarg;
-			break;
-		case 's':
-			cfg.stop_timeout = atoi(optarg);
-			break;
-		case 'n':
-			cfg.restarts = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'm':
-			cfg.log_max = atoll(optarg);
-			break;
-		case 'f':
-			cfg.log_files = atoi(optarg);
-			break;
-		case 'S':
-			cfg.sync_fd = atoi(optarg);
-			break;
-		case 'p':
-			cfg.spare = 1;
-			break;
-		default:
-			return -1;
-		}
-	}
-	/* A spare learns its container from the agent (start_msg). */
-	if (cfg.spare)
-		return cfg.sync_fd >= 0 ? 0 : -1;
-	return cfg.id && cfg.runtime && cfg.root && cfg.bundle && cfg.dir ? 0 : -1;
-}
-
-static const char *opt_str(json_t *o, const char *k, const char *dflt)
-{
-	const char *v = json_string_value(json_object_get(o, k));
-	return v ? strdup(v) : dflt; /* kept for the process's life */
-}
-
-static long long opt_int(json_t *o, const char *k, long long dflt)
-{
-	json_t *v = json_object_get(o, k);
-	return json_is_integer(v) ? json_integer_value(v) : dflt;
-}
-
-/* The agent's start line: the container's options. */
-static int start_msg(const char *line)
-{
-	json_t *o = json_loads(line, 0, NULL);
-	if (!json_is_object(o)) {
-		json_decref(o);
-		return -1;
-	}
-	cfg.id = opt_str(o, "id", cfg.id);
-	cfg.runtime = opt_str(o, "runtime", cfg.runtime);
-	cfg.root = opt_str(o, "root", cfg.root);
-	cfg.bundle = opt_str(o, "bundle", cfg.bundle);
-	cfg.dir = opt_str(o, "dir", cfg.dir);
-	cfg.cgroup = opt_str(o, "cgroup", cfg.cgroup);
-	cfg.tag = opt_str(o, "tag", cfg.tag);
-	cfg.stop_timeout = (int)opt_int(o, "stop_timeout", cfg.stop_timeout);
-	cfg.restarts = (unsigned)opt_int(o, "restarts", cfg.restarts);
-	cfg.log_max = opt_int(o, "log_max", cfg.log_max);
-	cfg.log_files = (int)opt_int(o, "log_files", cfg.log_files);
-	json_decref(o);
-	return cfg.id && cfg.runtime && cfg.root && cfg.bundle && cfg.dir ? 0 : -1;
-}
-
-static void sync_send(json_t *msg)
-{
-	char *s = json_dumps(msg, JSON_COMPACT);
-	json_decref(msg);
-	if (s && cfg.sync_fd >= 0) {
-		size_t n = strlen(s);
-		s[n] = '\n'; /* the NUL becomes the line end */
-		if (write(cfg.sync_fd, s, n + 1) < 0)
-			na_warn("sync write failed", "error=\"%s\"", strerror(errno));
-	}
-	free(s);
-}
-
-/* Waits for the agent's start line: it holds a pidfd of us now, so it will
- * see our exit whatever happens next. EOF, SIGTERM or (for a monitor
- * spawned for one start) silence means the agent is gone or changed its
- * mind: start nothing (its reconcile would find an unknown container). */
-static int wait_go(int sfd)
-{
-	static char buf[8192];
-	size_t got = 0;
-	unsigned long long end = mono_ms() + 10000;
-	for (;;) {
-		struct pollfd p[2] = {{cfg.sync_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-		long long left = cfg.spare ? -1 : (long long)(end - mono_ms());
-		if (!cfg.spare && left <= 0)
-			return -1;
-		int n = poll(p, 2, (int)left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		if (p[1].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo == SIGTERM)
-				return -1;
-		}
-		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		ssize_t r = read(cfg.sync_fd, buf + got, sizeof(buf) - 1 - got);
-		if (r <= 0)
-			return -1;
-		got += (size_t)r;
-		buf[got] = 0;
-		char *nl = strchr(buf, '\n');
-		if (nl) {
-			*nl = 0;
-			return start_msg(buf);
-		}
-		if (got >= sizeof(buf) - 1)
-			return -1;
-	}
-}
-
-/* A spare's command line names its container now, as a monitor spawned
- * for it would: "--id ID --dir DIR" written over the argument area (the
- * kernel shows /proc/PID/cmdline from the process's own memory; no
- * privilege needed, unlike PR_SET_MM), the rest zeroed. */
-static void set_cmdline(void)
-{
-	if (cfg.argc < 2)
-		return;
-	char *start = cfg.argv[1], *last = cfg.argv[cfg.argc - 1];
-	char *end = last + strlen(last); /* the area's final NUL */
-	const char *parts[] = {"--id", cfg.id, "--dir", cfg.dir};
-	size_t need = 0;
-	for (size_t i = 0; i < 4; i++)
-		need += strlen(parts[i]) + 1;
-	if (need > (size_t)(end + 1 - start)) {
-		na_warn("command line too short to name the container", "id=%s", cfg.id);
-		return;
-	}
-	memset(start, 0, (size_t)(end + 1 - start));
-	for (size_t i = 0; i < 4; i++) {
-		size_t l = strlen(parts[i]);
-		memcpy(start, parts[i], l);
-		start += l + 1;
-	}
-}
+	unsigned long long go, spawned, runc_done, first;
+} tm;
 
 /* posix_spawn (vfork-like: no copy of the monitor's page tables, and the
  * child execs before the parent runs on), every signal at its default and
@@ -303,16 +115,40 @@ static int wait_runc(pid_t runc, mon_stream_t *st, mon_log_t *lg)
 			if (fds[i] < 0 || !(p[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			ssize_t r = read(fds[i], buf, sizeof(buf));
-			if (r > 0)
+			if (r > 0) {
 				mon_stream_feed(lg, &st[i], buf, (size_t)r);
-			else if (r == 0 || errno != EINTR)
+				if (!tm.first)
+					tm.first = mono_us();
+			} else if (r == 0 || errno != EINTR) {
 				fds[i] = -1;
+			}
 		}
 		if (p[0].revents & POLLIN)
 			break;
 	}
 	close(pfd);
-	return wait_pid(runc);
+	int rs = wait_pid(runc);
+	tm.runc_done = mono_us();
+	return rs;
+}
+
+/* What the container wrote meanwhile, logged now: the steps between runc's
+ * exit and supervise() (pid file, monitor.json, the agent's message) would
+ * otherwise hold up its first output. EOF is left to supervise(). */
+static void relay_ready(mon_stream_t *st, mon_log_t *lg)
+{
+	char buf[65536];
+	struct pollfd p[2] = {{st[0].fd, POLLIN, 0}, {st[1].fd, POLLIN, 0}};
+	if (poll(p, 2, 0) <= 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		ssize_t r = p[i].revents & POLLIN ? read(st[i].fd, buf, sizeof(buf)) : 0;
+		if (r > 0) {
+			mon_stream_feed(lg, &st[i], buf, (size_t)r);
+			if (!tm.first)
+				tm.first = mono_us();
+		}
+	}
 }
 
 static void runc_delete(void)
@@ -402,14 +238,14 @@ static void fail(const char *msg)
 	mon_timestamp(ts, sizeof(ts));
 	na_error("container did not start", "id=%s error=\"%s\"", cfg.id ? cfg.id : "-", msg);
 	if (!cfg.dir) { /* a spare: no container yet */
-		sync_send(json_pack("{s:s}", "error", msg));
+		mon_sync_send(json_pack("{s:s}", "error", msg));
 		exit(1);
 	}
 	write_json("exit.json",
 		   json_pack("{s:n, s:n, s:s, s:s, s:b, s:b, s:I, s:s}", "exit_code", "signal",
 			     "finished", ts, "error", msg, "oom_killed", 0, "stop_requested", 0,
 			     "restarts", (json_int_t)cfg.restarts, "tag", cfg.tag));
-	sync_send(json_pack("{s:s}", "error", msg));
+	mon_sync_send(json_pack("{s:s}", "error", msg));
 	runc_delete();
 	exit(1);
 }
@@ -456,6 +292,8 @@ static int supervise(pid_t init, int sfd, mon_stream_t *st, mon_log_t *lg, int *
 			ssize_t r = read(st[i].fd, buf, sizeof(buf));
 			if (r > 0) {
 				mon_stream_feed(lg, &st[i], buf, (size_t)r);
+				if (!tm.first)
+					tm.first = mono_us();
 			} else if (r == 0 || errno != EINTR) {
 				mon_stream_flush(lg, &st[i]);
 				close(st[i].fd);
@@ -491,7 +329,7 @@ static int supervise(pid_t init, int sfd, mon_stream_t *st, mon_log_t *lg, int *
 
 int main(int argc, char **argv)
 {
-	if (parse(argc, argv) < 0) {
+	if (mon_parse(argc, argv) < 0) {
 		fprintf(stderr, "usage: netagent-monitor --spare [--root DIR] --sync-fd FD | "
 				"--id ID --runtime RUNC --root DIR --bundle DIR --dir DIR "
 				"[--cgroup P] [--stop-timeout S] [--restarts N] [--tag T] "
@@ -535,9 +373,10 @@ int main(int argc, char **argv)
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 || sfd < 0)
 		fail("cannot become a child subreaper");
 
-	sync_send(json_pack("{s:i}", "monitor", (int)getpid()));
-	if (wait_go(sfd) < 0)
+	mon_sync_send(json_pack("{s:i}", "monitor", (int)getpid()));
+	if (mon_wait_go(sfd) < 0)
 		return 1; /* nothing started, nothing to say */
+	tm.go = mono_us();
 	snprintf(path, sizeof(path), "%s/monitor.log", cfg.dir);
 	int lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lfd >= 0) {
@@ -545,7 +384,7 @@ int main(int argc, char **argv)
 		close(lfd);
 	}
 	if (cfg.spare)
-		set_cmdline();
+		mon_set_cmdline();
 
 	int out[2], err[2];
 	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
@@ -580,6 +419,7 @@ int main(int argc, char **argv)
 			 (char *)cfg.id,
 			 NULL};
 	pid_t runc = spawn(rargv, out[1], err[1]);
+	tm.spawned = mono_us();
 	close(out[1]);
 	close(err[1]);
 	if (runc < 0)
@@ -591,21 +431,28 @@ int main(int argc, char **argv)
 		runc_error(msg, sizeof(msg));
 		fail(msg);
 	}
+	relay_ready(st, &lg);
 	pid_t init = read_pid();
 	if (init <= 0)
 		fail("runc did not write the container's pid file");
 	char ts[32];
 	mon_timestamp(ts, sizeof(ts));
 	unsigned long long t0 = mono_ms();
+	/* Before the agent hears of the pid: an acknowledged container can
+	 * always be adopted. */
 	write_json("monitor.json",
 		   json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "monitor", (int)getpid(), "pid",
 			     (int)init, "id", cfg.id, "started", ts, "started_ms",
 			     (json_int_t)mon_realtime_ms(), "restarts", (json_int_t)cfg.restarts,
 			     "tag", cfg.tag));
-	sync_send(json_pack("{s:i, s:s}", "pid", (int)init, "started", ts));
+	relay_ready(st, &lg);
+	mon_sync_send(json_pack("{s:i, s:s}", "pid", (int)init, "started", ts));
 	close(cfg.sync_fd);
 	cfg.sync_fd = -1;
-	na_info("container started", "id=%s pid=%d", cfg.id, (int)init);
+	/* spawn_ms: from the agent's start line to runc's exec; runc_ms:
+	 * `runc run -d` itself. */
+	na_info("container started", "id=%s pid=%d spawn_ms=%.2f runc_ms=%.2f", cfg.id, (int)init,
+		(double)(tm.spawned - tm.go) / 1e3, (double)(tm.runc_done - tm.spawned) / 1e3);
 
 	int stopped = 0;
 	int status = supervise(init, sfd, st, &lg, &stopped);
@@ -627,6 +474,8 @@ int main(int argc, char **argv)
 			     "signal", sig, "finished", ts, "oom_killed", oom, "stop_requested",
 			     stopped, "pid", (int)init, "ran_ms", (json_int_t)(mono_ms() - t0),
 			     "restarts", (json_int_t)cfg.restarts, "tag", cfg.tag));
-	na_info("container exited", "id=%s status=%d oom=%d", cfg.id, status, oom);
+	/* first_output_ms: from the start line to the first output logged. */
+	na_info("container exited", "id=%s status=%d oom=%d first_output_ms=%.2f", cfg.id, status,
+		oom, tm.first ? (double)(tm.first - tm.go) / 1e3 : -1.0);
 	return 0;
 }

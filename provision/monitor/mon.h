@@ -6,7 +6,33 @@
 #ifndef PV_MON_H
 #define PV_MON_H
 
+#include <jansson.h>
 #include <stddef.h>
+
+/* ---- options and the agent's socket (start.c) ---- */
+typedef struct mon_cfg {
+	const char *id, *runtime, *root, *bundle, *dir, *cgroup, *tag;
+	int stop_timeout, sync_fd, log_files, spare;
+	long long log_max;
+	unsigned restarts;
+	int argc;
+	char **argv;
+} mon_cfg_t;
+extern mon_cfg_t cfg;
+
+/* The command line; 0 when it is complete (a spare's needs only
+ * --sync-fd), -1 for the usage. */
+int mon_parse(int argc, char **argv);
+/* One JSON line to the agent (msg taken). */
+void mon_sync_send(json_t *msg);
+/* Waits for the agent's start line and takes its options: 0, or -1 when
+ * nothing is to start (EOF, SIGTERM on sfd, garbage; the 10 s limit of a
+ * monitor spawned for one start). */
+int mon_wait_go(int sfd);
+/* A spare's command line names its container: --id ID --dir DIR. */
+void mon_set_cmdline(void);
+unsigned long long mono_ms(void);
+unsigned long long mono_us(void);
 
 /* ---- files (files.c) ---- */
 /* Writes dir/name through a temporary file and rename(2), so a reader
