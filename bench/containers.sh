@@ -15,6 +15,9 @@
 #     the agent's socket; the fork of runc), and when the first byte reaches this process
 #     (inotify on the container's log; a read on runc's stdout pipe).
 #     Goal: median(agent) <= 1.3 x median(runc by hand); printed with min/median/max.
+#     The agent's run dir (bundles, netns files, runc's root) and the hand runs' bundle and
+#     runc root are on one tmpfs, as under /run on a host (BENCH_CT_TMPFS=0: on $NA_TMP's file
+#     system instead, which on a test VM may be a disk other tests are busy fsyncing).
 #   - BENCH_CT_MANY (50) containers PUT at once: time until every one runs (each PUT answers
 #     once its container runs), the agent's RSS then, and the monitors' RSS.
 #   - adoption: kill -9 of the agent with those containers running, restart, time until every
@@ -24,6 +27,7 @@ cd "$(dirname "$0")/.." || exit 1
 RUNS=${BENCH_CT_RUNS:-20}
 MANY=${BENCH_CT_MANY:-50}
 SETTLE=${BENCH_CT_SETTLE:-0.15}
+TMPFS=${BENCH_CT_TMPFS:-1}
 GOAL=1.3
 # shellcheck source=../tests/lib.sh
 source tests/lib.sh
@@ -31,9 +35,14 @@ PY=/usr/bin/python3
 command -v runc >/dev/null || { echo "runc not installed (scripts/deps.sh)"; exit 1; }
 
 mkhost h1
+D=$(agent_dir b1)
+if [ "$TMPFS" = 1 ]; then
+	# Unmounted by the clean-up (a mount under $NA_TMP).
+	mkdir -p "$D/run" && mount -t tmpfs -o size=512m,mode=0755 bench-run "$D/run" ||
+		{ echo "cannot mount a tmpfs on $D/run"; exit 1; }
+fi
 start_agent h1 b1 --log-level warn || { echo "agent did not start"; exit 1; }
 S=$(agent_sock b1)
-D=$(agent_dir b1)
 AG=$(agent_name b1)
 
 out=$($PY - "$S" "$D" "$AG" "$RUNS" "$MANY" "$NA_TMP" "$(agent_pid b1)" "$SETTLE" <<'PYEOF'
@@ -113,14 +122,14 @@ req("PUT", "/v1/containers/warm", spec)
 wait_exited("warm")
 
 # The same bundle by hand: the warm-up container's config.json, with its rootfs (absolute).
-b = tmp + "/handbundle"
+b = d + "/run/handbundle"
 os.makedirs(b, exist_ok=True)
 cfg = json.load(open(cts + "/warm/bundle/config.json"))
 cfg["root"]["path"] = cts + "/warm/bundle/rootfs"
 netns = [n for n in cfg["linux"]["namespaces"] if n["type"] == "network"]
 assert len(netns) == 1 and netns[0].get("path"), "the agent's bundle joins a network namespace"
 join_path = netns[0]["path"]
-root = tmp + "/handroot"
+root = d + "/run/handroot"
 def by_hand(i, join):
     # join: the warm-up container's netns (exists); else runc makes a new one.
     if join:
@@ -232,9 +241,9 @@ PYEOF
 stop_agent b1
 out=$($PY -c 'import json,sys; a=json.loads(sys.argv[1]); a.update(json.loads(sys.argv[2])); print(json.dumps(a))' "$out" "$adopt")
 
-$PY - "$out" "$RUNS" "$MANY" "$GOAL" <<'PYEOF'
+$PY - "$out" "$RUNS" "$MANY" "$GOAL" "$(stat -f -c %T "$D/run")" <<'PYEOF'
 import json, statistics, sys
-r = json.loads(sys.argv[1]); runs, many, goal = sys.argv[2], sys.argv[3], float(sys.argv[4])
+r = json.loads(sys.argv[1]); runs, many, goal, fs = sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
 ms = lambda v: "%.1f" % (v * 1000)
 med = statistics.median
 a, h, j = med(r["agent"]), med(r["hand"]), med(r["join"])
@@ -242,7 +251,7 @@ row = lambda name, v: "| %-44s | %9s | %6s | %6s |" % (name, ms(med(v)), ms(min(
 # Ratio per round too (agent / by hand in the same round): drift cancels within a round.
 pairs = [x / y for x, y in zip(r["agent"], r["hand"])]
 print("""
-container benchmark: start latency to the first byte of output, n=%s each, interleaved
+container benchmark: start latency to the first byte of output, n=%s each, interleaved, run dir on %s
 | variant                                      | median ms | min ms | max ms |
 |----------------------------------------------|-----------|--------|--------|
 %s
@@ -253,7 +262,7 @@ for reference, netagent / runc joining an existing netns: %.2f
 %s containers PUT at once: all running after %.2f s (%d running); deleted in %.2f s
 agent RSS with %s containers: %.1f MiB; %d monitors: %.1f MiB in all (%.0f KiB each)
 kill -9 of the agent, restart: %d of %s re-adopted (same pids, %d restarts) %.2f s after the restart""" % (
-    runs, row("netagent PUT (new netns, monitor)", r["agent"]),
+    runs, fs, row("netagent PUT (new netns, monitor)", r["agent"]),
     row("runc run by hand, same bundle, new netns", r["hand"]),
     row("runc run by hand, joining an existing netns", r["join"]),
     a / h, goal, "met" if a / h <= goal else "NOT met", med(pairs), min(pairs), max(pairs), a / j,
