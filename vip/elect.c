@@ -141,7 +141,9 @@ const vip_cand_t *vip_el_better(const vip_t *v, int need_preempt)
 	const vip_cand_t *best = NULL;
 	for (int i = 0; i < v->ncands; i++) {
 		const vip_cand_t *c = &v->cands[i];
-		if (!strcmp(c->agent, vip_el_me()) || !c->healthy ||
+		/* the holder is never "better": when we would take over, it
+		 * is the one gone silent (its candidacy outlives it) */
+		if (!strcmp(c->agent, vip_el_me()) || !strcmp(c->agent, v->owner) || !c->healthy ||
 		    c->priority <= v->spec.priority || (need_preempt && !c->preempt))
 			continue;
 		if (!best || c->priority > best->priority)
