@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RAFT_TIMEOUT_MS 15000
+#define RAFT_TIMEOUT_MS 30000
 #define RAFT_ATTEMPTS	30
 
 typedef struct rsync {

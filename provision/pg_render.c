@@ -74,6 +74,22 @@ static int no_pass(char *buf, int size, int rw, void *u)
 	return -1; /* an encrypted key cannot be used unattended */
 }
 
+static X509 *pem_cert(const char *pem)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, no_pass, NULL) : NULL;
+	BIO_free(b);
+	return x;
+}
+
+static EVP_PKEY *pem_key(const char *pem)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_pass, NULL) : NULL;
+	BIO_free(b);
+	return k;
+}
+
 static int parse_tls(const json_t *tls, pg_conf_t *c, na_err_t *err)
 {
 	static const na_field_t f[] = {
@@ -87,36 +103,23 @@ static int parse_tls(const json_t *tls, pg_conf_t *c, na_err_t *err)
 	c->key = json_string_value(json_object_get(tls, "key"));
 	c->ca = json_string_value(json_object_get(tls, "ca"));
 	int rc = -1;
-	BIO *b = BIO_new_mem_buf(c->cert, -1);
-	X509 *x = b ? PEM_read_bio_X509(b, NULL, no_pass, NULL) : NULL;
-	BIO_free(b);
+	X509 *x = pem_cert(c->cert), *ca = NULL;
+	EVP_PKEY *k = NULL;
 	if (!x)
 		return na_err_set(err, 422, "invalid_field", "postgres.tls.cert",
 				  "postgres.tls.cert is not a PEM certificate");
-	b = BIO_new_mem_buf(c->key, -1);
-	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_pass, NULL) : NULL;
-	BIO_free(b);
-	if (!k) {
+	if (!(k = pem_key(c->key)))
 		na_err_set(err, 422, "invalid_field", "postgres.tls.key",
 			   "postgres.tls.key is not an unencrypted PEM private key");
-		goto out;
-	}
-	if (X509_check_private_key(x, k) != 1) {
+	else if (X509_check_private_key(x, k) != 1)
 		na_err_set(err, 422, "invalid_field", "postgres.tls.key",
 			   "postgres.tls.key does not match postgres.tls.cert");
-		goto out;
-	}
-	b = BIO_new_mem_buf(c->ca, -1);
-	X509 *ca = b ? PEM_read_bio_X509(b, NULL, no_pass, NULL) : NULL;
-	BIO_free(b);
-	if (!ca) {
+	else if (!(ca = pem_cert(c->ca)))
 		na_err_set(err, 422, "invalid_field", "postgres.tls.ca",
 			   "postgres.tls.ca is not a PEM certificate");
-		goto out;
-	}
+	else
+		rc = 0;
 	X509_free(ca);
-	rc = 0;
-out:
 	EVP_PKEY_free(k);
 	X509_free(x);
 	return rc;

@@ -87,6 +87,13 @@ void pv_role_note_subnets(const pv_spec_t *s);
 /* Any thread: 1 and *out when the network's subnet was noted, else 0. */
 int pv_role_subnet(const char *network, na_addr_t *out);
 
+/* For roles that build their command: argv (n strings) becomes s's
+ * command. A command in the body is refused (422 on "command", saying the
+ * role runs `what`) unless it is that very argv: the canonical form (a
+ * state file, a GET sent back) carries the command the role made. */
+int pv_role_set_argv(pv_spec_t *s, const char *const *argv, size_t n, const char *what,
+		     na_err_t *err);
+
 /* Capability names ("CHOWN", no CAP_ prefix) and bits, for roles and the
  * OCI builder. -1 when unknown. */
 int pv_cap_from_name(const char *name);

@@ -59,29 +59,9 @@ static int validate(const json_t *body, pv_spec_t *s, na_err_t *err)
 	static const char *const argv[] = {"/usr/sbin/haproxy", "-W", "-db", "-f",
 					   GW_CONF_DIR "/haproxy.cfg"};
 	(void)body;
-	/* The canonical form (a state file, a GET sent back) carries the
-	 * command the role made: that one is accepted, no other. */
-	int same = s->argc == NA_ARRAY_SIZE(argv);
-	for (size_t i = 0; same && i < s->argc; i++)
-		same = !strcmp(s->argv[i], argv[i]);
-	if (s->argc && !same)
-		return na_err_set(err, 422, "invalid_field", "command",
-				  "role gateway runs HAProxy: command cannot be given");
-	for (size_t i = 0; i < s->argc; i++)
-		free(s->argv[i]);
-	free(s->argv);
-	s->argv = NULL;
-	s->argc = 0;
-	if (spec_conf(s, 0, &c, err) < 0)
+	if (spec_conf(s, 0, &c, err) < 0 ||
+	    pv_role_set_argv(s, argv, NA_ARRAY_SIZE(argv), "HAProxy", err) < 0)
 		return -1;
-	s->argv = calloc(NA_ARRAY_SIZE(argv) + 1, sizeof(char *));
-	if (!s->argv)
-		return na_err_errno(err, ENOMEM, "command");
-	for (size_t i = 0; i < NA_ARRAY_SIZE(argv); i++) {
-		if (!(s->argv[i] = strdup(argv[i])))
-			return na_err_errno(err, ENOMEM, "command");
-		s->argc++;
-	}
 	s->uid = s->gid = GW_UID;
 	/* Nothing at all above port 1023; below, only the bind. */
 	if (c.port < 1024 || (c.replica_port && c.replica_port < 1024))

@@ -25,30 +25,6 @@ static const char *const patroni_argv[] = {"/usr/bin/python3", "/usr/bin/patroni
 
 /* ---- validate ------------------------------------------------------------------- */
 
-static int set_argv(pv_spec_t *s, na_err_t *err)
-{
-	/* The canonical form (a state file, a GET sent back) carries the
-	 * command the role made: that one is accepted, no other. */
-	int same = s->argc == NA_ARRAY_SIZE(patroni_argv);
-	for (size_t i = 0; same && i < s->argc; i++)
-		same = !strcmp(s->argv[i], patroni_argv[i]);
-	if (s->argc && !same)
-		return na_err_set(err, 422, "invalid_field", "command",
-				  "role postgres runs Patroni: command cannot be given");
-	for (size_t i = 0; i < s->argc; i++)
-		free(s->argv[i]);
-	free(s->argv);
-	s->argc = 0;
-	if (!(s->argv = calloc(NA_ARRAY_SIZE(patroni_argv) + 1, sizeof(char *))))
-		return na_err_errno(err, ENOMEM, "command");
-	for (size_t i = 0; i < NA_ARRAY_SIZE(patroni_argv); i++) {
-		if (!(s->argv[i] = strdup(patroni_argv[i])))
-			return na_err_errno(err, ENOMEM, "command");
-		s->argc++;
-	}
-	return 0;
-}
-
 /* HOME, USER, PATH (with PostgreSQL's bin dir), a UTF-8 locale for
  * initdb: runc passes only what the spec lists. The caller's own values
  * win. */
@@ -116,8 +92,9 @@ static int validate(const json_t *body, pv_spec_t *s, na_err_t *err)
 		na_addr_fmt(&a, subnet, sizeof(subnet));
 	const json_t *pg = json_object_get(body, "postgres");
 	if (pg_parse(pg, s->nets[0].ip, subnet, &c, err) < 0 ||
-	    pgbr_validate(pg, c.cluster, err) < 0 || set_argv(s, err) < 0 || set_env(s, err) < 0 ||
-	    set_volume(s, err) < 0)
+	    pgbr_validate(pg, c.cluster, err) < 0 ||
+	    pv_role_set_argv(s, patroni_argv, NA_ARRAY_SIZE(patroni_argv), "Patroni", err) < 0 ||
+	    set_env(s, err) < 0 || set_volume(s, err) < 0)
 		return -1;
 	pg_ids(&s->uid, &s->gid);
 	s->caps = 0; /* initdb, postgres and Patroni need none (runc field notes) */

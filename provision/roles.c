@@ -6,6 +6,7 @@
 
 #include <linux/capability.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 extern const pv_role_t pv_role_generic;
@@ -26,6 +27,29 @@ const pv_role_t *pv_role_find(const char *name)
 		if (!strcmp(pv_roles[i]->name, name))
 			return pv_roles[i];
 	return NULL;
+}
+
+int pv_role_set_argv(pv_spec_t *s, const char *const *argv, size_t n, const char *what,
+		     na_err_t *err)
+{
+	int same = s->argc == n;
+	for (size_t i = 0; same && i < n; i++)
+		same = !strcmp(s->argv[i], argv[i]);
+	if (s->argc && !same)
+		return na_err_set(err, 422, "invalid_field", "command",
+				  "role %s runs %s: command cannot be given", s->role->name, what);
+	for (size_t i = 0; i < s->argc; i++)
+		free(s->argv[i]);
+	free(s->argv);
+	s->argc = 0;
+	if (!(s->argv = calloc(n + 1, sizeof(char *))))
+		return na_err_errno(err, ENOMEM, "command");
+	for (size_t i = 0; i < n; i++) {
+		if (!(s->argv[i] = strdup(argv[i])))
+			return na_err_errno(err, ENOMEM, "command");
+		s->argc++;
+	}
+	return 0;
 }
 
 static struct {
