@@ -5,9 +5,10 @@
  * agent opens a pidfd of it (its pid cannot be recycled under the agent
  * from then on) and keeps it. A start hands the spare its container in one
  * line (id, bundle, dir, ...) and the monitor runs `runc run -d` at once:
- * no posix_spawn blocking the loop, no exec and dynamic linking of the
- * monitor, no double fork and no round trip on the start's critical path
- * (2-8 ms on a loaded 2-core host; runc itself takes 20-100 ms).
+ * no spawn, exec and dynamic linking of the monitor, no double fork and no
+ * round trip on the start's critical path (2-8 ms on a loaded 2-core host;
+ * runc itself takes 20-100 ms). Monitors are spawned on a worker:
+ * posix_spawn holds its thread until the child has exec'd.
  *
  * One spare is kept. It is made again SPARE_DELAY_MS after a start has
  * finished (not while runc runs, nor while the new process makes its first
@@ -51,7 +52,8 @@ struct mon {
 	char buf[4096];
 	size_t len;
 	int handles, done;
-	int pidfd, pid; /* the monitor, once it said hello */
+	int pidfd, pid;	    /* the monitor, once it said hello */
+	int sv0, child_pfd; /* w_spawn's, for spawned() */
 	unsigned long long t0;
 	pv_cb cb;
 	void *ud;
@@ -298,52 +300,80 @@ static int spawn_monitor(char *const argv[], int sync_fd, pid_t *pid)
 	return -rc;
 }
 
-/* A new monitor, not handed a container yet. */
-static struct mon *mon_new(void)
+/* Worker: the spawn itself. posix_spawn blocks the calling thread until the
+ * child has exec'd (ms on a loaded host): never the loop's. */
+static int w_spawn(void *arg, na_err_t *err)
 {
-	struct mon *m = calloc(1, sizeof(*m));
+	struct mon *m = arg;
 	int sv[2];
-	if (!m)
-		return NULL;
-	m->pidfd = -1;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		na_error("cannot start a monitor", "error=\"socketpair: %s\"", strerror(errno));
-		free(m);
-		return NULL;
-	}
-	if (!pad[0])
-		memset(pad, ' ', CMDLINE_ROOM);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return na_err_set(err, 500, "monitor_failed", NULL,
+				  "cannot start a monitor: socketpair: %s", strerror(errno));
 	/* --root: which agent a spare belongs to, in ps. */
 	char *args[] = {pv.probe.monitor, "--spare", "--root", pv.runc_root,
 			"--sync-fd",	  "3",	     pad,      NULL};
 	int r = spawn_monitor(args, sv[1], &m->child);
 	close(sv[1]);
 	if (r < 0) {
-		na_error("cannot start a monitor", "path=%s error=\"%s\"", pv.probe.monitor,
-			 strerror(-r));
 		close(sv[0]);
+		return na_err_set(err, 500, "monitor_failed", NULL, "cannot start %s: %s",
+				  pv.probe.monitor, strerror(-r));
+	}
+	m->sv0 = sv[0];
+	/* Our unreaped child: its pid cannot be recycled before the pidfd
+	 * exists. */
+	m->child_pfd = (int)syscall(SYS_pidfd_open, m->child, 0);
+	return 0;
+}
+
+/* Loop: the monitor runs (or could not be started). */
+static void spawned(void *arg, int rc, const na_err_t *err)
+{
+	struct mon *m = arg;
+	if (rc < 0) {
+		pv_ct_t *c = m->c;
+		na_error("cannot start a monitor", "error=\"%s\"", err->msg);
+		if (spare == m)
+			spare = NULL;
+		if (c) {
+			c->handshake = 0;
+			pv.start_failures++;
+			m->cb(m->ud, -1, err);
+		}
 		free(m);
-		return NULL;
+		return;
 	}
 	uv_pipe_init(pv.ag->loop, &m->pipe, 0);
 	m->pipe.data = m;
 	m->handles = 1;
-	if (uv_pipe_open(&m->pipe, sv[0]) < 0)
-		close(sv[0]); /* reads fail at once: the monitor is dropped */
-	/* Our unreaped child: its pid cannot be recycled before the pidfd
-	 * exists. */
-	int pfd = (int)syscall(SYS_pidfd_open, m->child, 0);
+	if (uv_pipe_open(&m->pipe, m->sv0) < 0)
+		close(m->sv0); /* reads fail at once: the monitor is dropped */
 	m->child_poll.data = m;
-	if (pfd >= 0 && uv_poll_init(pv.ag->loop, &m->child_poll, pfd) == 0) {
+	if (m->child_pfd >= 0 && uv_poll_init(pv.ag->loop, &m->child_poll, m->child_pfd) == 0) {
 		m->handles++;
 		uv_poll_start(&m->child_poll, UV_READABLE, on_child_exit);
 	} else {
-		if (pfd >= 0)
-			close(pfd);
+		if (m->child_pfd >= 0)
+			close(m->child_pfd);
 		if (na_ns_submit(NULL, NULL, w_reap, reaped, (void *)(intptr_t)m->child) < 0)
 			na_warn("cannot reap the monitor's first process", "pid=%d", m->child);
 	}
 	uv_read_start((uv_stream_t *)&m->pipe, alloc_cb, read_cb);
+}
+
+/* A new monitor, not handed a container yet, spawned on a worker. */
+static struct mon *mon_new(void)
+{
+	struct mon *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->pidfd = m->sv0 = m->child_pfd = -1;
+	if (!pad[0])
+		memset(pad, ' ', CMDLINE_ROOM);
+	if (na_ns_submit(NULL, NULL, w_spawn, spawned, m) < 0) {
+		free(m);
+		return NULL;
+	}
 	return m;
 }
 
