@@ -17,6 +17,7 @@
 
 struct bjob {
 	char name[64], id[80], dir[512], bundle[512], netns[512], voldir[512];
+	char cgroup[200], hosts[600], hostname[600];
 	char *config; /* config.json text */
 	int rootfs_image, creating, refused;
 	int ns_rc; /* make_netns, on its thread */
@@ -252,12 +253,11 @@ static int lo_up(void *arg, na_err_t *err)
 	cleanup_nl na_nl_t *nl = NULL;
 	if (na_nl_open(&nl, err) < 0)
 		return -1;
-	int idx = na_nl_ifindex(nl, "lo", err);
-	if (idx <= 0)
-		return idx < 0 ? -1 : na_err_set(err, 500, "system_error", NULL, "no lo");
+	/* By name: one request, no lookup of its index first. */
 	struct ifinfomsg ifi = {
-	    .ifi_family = AF_UNSPEC, .ifi_index = idx, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
+	    .ifi_family = AF_UNSPEC, .ifi_index = 0, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
 	struct nlmsghdr *nlh = na_nl_req(nl, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, "lo");
 	return na_nl_call(nl, nlh, NULL, NULL, err, "set lo up") < 0 ? -1 : 0;
 }
 
@@ -273,11 +273,40 @@ static void stale_runtime(struct bjob *j)
 	na_warn("removed a stale runtime container", "id=%s", j->id);
 }
 
-/* The run dir's files: bundle, hosts files, the networks to collect,
- * volumes. */
+/* Worker: config.json's text. */
+static int build_config(struct bjob *j, na_err_t *err)
+{
+	const pv_spec_t *s = j->spec;
+	pv_oci_ctx_t ctx = {
+	    .hostname = j->name,
+	    .netns = j->netns,
+	    .cgroups_path = j->cgroup,
+	    .root = s->rootfs_image ? s->rootfs : "rootfs",
+	    .volume_dir = j->voldir,
+	    .hosts_file = j->hosts,
+	    .hostname_file = j->hostname,
+	    .run_dir = j->dir,
+	    .rro = pv.probe.rro,
+	    .memsw = pv.probe.memsw,
+	    .nofile = pv.probe.nofile,
+	};
+	for (size_t i = 0; !s->rootfs_image && i < pv.probe.nhost_dirs; i++)
+		ctx.host_dirs[ctx.nhost_dirs++] = pv.probe.host_dirs[i];
+	json_t *cfg = pv_oci_config(s, &ctx, err);
+	j->config = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
+	json_decref(cfg);
+	if (!j->config && cfg)
+		return na_err_errno(err, ENOMEM, "config.json");
+	return j->config ? 0 : -1;
+}
+
+/* The run dir's files: bundle (config.json built here), hosts files, the
+ * networks to collect, volumes. */
 static int files(struct bjob *j, na_err_t *err)
 {
 	char path[700];
+	if (build_config(j, err) < 0)
+		return -1;
 	if (mkdir_mode(pv.ct_dir, 0700, err) < 0 || mkdir_mode(pv.runc_root, 0700, err) < 0 ||
 	    mkdir_mode(j->dir, 0700, err) < 0 || mkdir_mode(j->bundle, 0700, err) < 0)
 		return -1;
@@ -334,8 +363,8 @@ static int w_prepare(void *arg, na_err_t *err)
 	struct bjob *j = arg;
 	char path[700];
 	/* A new namespace (unshare, mount, lo up: 1-4 ms) is made on a thread
-	 * of its own while the files are written: the start waits for the
-	 * longer of the two, not their sum. */
+	 * of its own while config.json is built and the files are written: the
+	 * start waits for the longer of the two, not their sum. */
 	pthread_t t;
 	int threaded = !na_netns_is_netns(j->netns) && pthread_create(&t, NULL, make_netns, j) == 0;
 	int rc = files(j, err);
@@ -397,13 +426,11 @@ int pv_render(pv_ct_t *c, pv_cb cb, void *ud)
 	return 0;
 }
 
-/* The prepare job for c, its config.json built (on the loop: it reads the
- * model); NULL when out of memory or the config cannot be built. */
+/* The prepare job for c (its config.json is built on the worker: pure,
+ * from the spec the operation holds, while the netns is being made). */
 static struct bjob *prepare_job(pv_ct_t *c, pv_cb cb, void *ud)
 {
 	struct bjob *j = calloc(1, sizeof(*j));
-	na_err_t err = NA_ERR_INIT;
-	char cg[200], hosts[600], hostname[600];
 	if (!j)
 		return NULL;
 	snprintf(j->name, sizeof(j->name), "%s", c->name);
@@ -411,9 +438,9 @@ static struct bjob *prepare_job(pv_ct_t *c, pv_cb cb, void *ud)
 	pv_ct_path(c, NULL, j->dir, sizeof(j->dir));
 	pv_ct_path(c, "bundle", j->bundle, sizeof(j->bundle));
 	pv_ct_netns(c, j->netns, sizeof(j->netns));
-	pv_ct_cgroup(c, cg, sizeof(cg));
-	pv_ct_path(c, "hosts", hosts, sizeof(hosts));
-	pv_ct_path(c, "hostname", hostname, sizeof(hostname));
+	pv_ct_cgroup(c, j->cgroup, sizeof(j->cgroup));
+	pv_ct_path(c, "hosts", j->hosts, sizeof(j->hosts));
+	pv_ct_path(c, "hostname", j->hostname, sizeof(j->hostname));
 	snprintf(j->voldir, sizeof(j->voldir), "%s/%s", pv.vol_dir, c->name);
 	j->rootfs_image = c->spec.rootfs_image;
 	memcpy(j->vols, c->spec.vols, sizeof(j->vols));
@@ -433,28 +460,6 @@ static struct bjob *prepare_job(pv_ct_t *c, pv_cb cb, void *ud)
 	j->spec = &c->spec;
 	j->cb = cb;
 	j->ud = ud;
-	pv_oci_ctx_t ctx = {
-	    .hostname = c->name,
-	    .netns = j->netns,
-	    .cgroups_path = cg,
-	    .root = c->spec.rootfs_image ? c->spec.rootfs : "rootfs",
-	    .volume_dir = j->voldir,
-	    .hosts_file = hosts,
-	    .hostname_file = hostname,
-	    .run_dir = j->dir,
-	    .rro = pv.probe.rro,
-	    .memsw = pv.probe.memsw,
-	    .nofile = pv.probe.nofile,
-	};
-	for (size_t i = 0; !c->spec.rootfs_image && i < pv.probe.nhost_dirs; i++)
-		ctx.host_dirs[ctx.nhost_dirs++] = pv.probe.host_dirs[i];
-	json_t *cfg = pv_oci_config(&c->spec, &ctx, &err);
-	j->config = cfg ? json_dumps(cfg, JSON_INDENT(1)) : NULL;
-	json_decref(cfg);
-	if (!j->config) {
-		bjob_free(j);
-		return NULL;
-	}
 	return j;
 }
 
