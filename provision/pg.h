@@ -63,6 +63,10 @@ int pg_init(na_agent_t *ag, na_err_t *err);
 void pg_fini(void);
 void pg_state(const char *name, const pv_spec_t *spec, const char *state);
 void pg_view(const char *name, json_t *obj);
+/* The addresses of the members Patroni's /cluster showed running as the
+ * poller last saw it (at most max), or -1 when that view is unknown or
+ * older than 10 s. */
+int pg_members_up(const char *name, char (*up)[NA_ADDR_STRLEN], size_t max);
 int pg_apply(const char *name, const pv_spec_t *spec, pv_role_cb cb, void *ud, na_err_t *err);
 
 #endif

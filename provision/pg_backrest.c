@@ -11,6 +11,8 @@
 #include "netagent/validate.h"
 
 #include <errno.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +20,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define PG_MAJOR "15"
 
 const char *pgbr_root(void)
 {
@@ -34,8 +34,7 @@ static int under_root(const char *p)
 	return !strncmp(p, r, n) && p[n] == '/' && p[n + 1];
 }
 
-/* RFC 3339 in UTC ("Z") or with an offset; seconds since the epoch. */
-static int parse_time(const char *s, time_t *out)
+int pgbr_parse_time(const char *s, time_t *out)
 {
 	struct tm tm = {0};
 	const char *e = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -106,7 +105,7 @@ int pgbr_validate(const json_t *pg, const char *cluster, na_err_t *err)
 		return -1;
 	time_t t;
 	const char *ts = json_string_value(json_object_get(rs, "target_time"));
-	if (parse_time(ts, &t) < 0)
+	if (pgbr_parse_time(ts, &t) < 0)
 		return na_err_set(err, 422, "invalid_field", "postgres.restore.target_time",
 				  "postgres.restore.target_time must be RFC 3339, e.g. "
 				  "2026-12-02T10:00:00Z");
@@ -122,162 +121,6 @@ int pgbr_validate(const json_t *pg, const char *cluster, na_err_t *err)
 	return 0;
 }
 
-/* ---- the repository on disk (worker) ---------------------------------------- */
-
-/* backup.info: an INI file whose [backup:current] values are JSON, one per
- * backup label; [db] names the PostgreSQL version that wrote the stanza. */
-typedef struct info {
-	int found;
-	char version[16];
-	long long oldest_stop, newest_stop; /* epoch seconds, 0: no backup */
-	int usable;			    /* a backup ended at or before the target */
-} info_t;
-
-static int read_info(const char *repo, const char *stanza, time_t target, info_t *in, na_err_t *err)
-{
-	char path[600];
-	memset(in, 0, sizeof(*in));
-	snprintf(path, sizeof(path), "%s/backup/%s/backup.info", repo, stanza);
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ENOTDIR
-			   ? 0
-			   : na_err_errno(err, errno, "open %s", path);
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
-		close(fd);
-		return na_err_set(err, 422, "invalid_field", "postgres.restore.stanza",
-				  "%s is not a pgBackRest backup.info file", path);
-	}
-	FILE *f = fdopen(fd, "re");
-	if (!f) {
-		close(fd);
-		return na_err_errno(err, errno, "fdopen %s", path);
-	}
-	in->found = 1;
-	char line[8192], sect[64] = "";
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\r\n")] = 0;
-		if (line[0] == '[') {
-			snprintf(sect, sizeof(sect), "%.63s", line);
-			continue;
-		}
-		char *eq = strchr(line, '=');
-		if (!eq)
-			continue;
-		*eq = 0;
-		const char *v = eq + 1;
-		if (!strcmp(sect, "[db]") && !strcmp(line, "db-version")) {
-			snprintf(in->version, sizeof(in->version), "%.*s",
-				 (int)strcspn(v + 1, "\""), v + (*v == '"'));
-		} else if (!strcmp(sect, "[backup:current]")) {
-			json_t *b = json_loads(v, 0, NULL);
-			json_t *stop = json_object_get(b, "backup-timestamp-stop");
-			if (json_is_integer(stop)) {
-				long long s = json_integer_value(stop);
-				if (!in->oldest_stop || s < in->oldest_stop)
-					in->oldest_stop = s;
-				if (s > in->newest_stop)
-					in->newest_stop = s;
-				if (s <= (long long)target)
-					in->usable = 1;
-			}
-			json_decref(b);
-		}
-	}
-	fclose(f);
-	return 0;
-}
-
-static int mkdir_owned(const char *p, unsigned uid, unsigned gid, na_err_t *err)
-{
-	/* Component by component below the root, never following a link: a
-	 * symlink planted in the repository root cannot point us elsewhere. */
-	const char *root = pgbr_root();
-	int fd = open(root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return na_err_set(err, 422, "invalid_field", "postgres.pitr.repo",
-				  "the repository root %s does not exist on this host (%s)", root,
-				  strerror(errno));
-	char comp[256];
-	for (const char *c = p + strlen(root) + 1; *c;) {
-		size_t l = strcspn(c, "/");
-		snprintf(comp, sizeof(comp), "%.*s", (int)l, c);
-		if (mkdirat(fd, comp, 0750) == 0) {
-			if (fchownat(fd, comp, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
-				int e = errno;
-				close(fd);
-				return na_err_errno(err, e, "chown %s", p);
-			}
-		} else if (errno != EEXIST) {
-			int e = errno;
-			close(fd);
-			return na_err_errno(err, e, "mkdir %s", p);
-		}
-		int nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(fd);
-		if (nfd < 0)
-			return na_err_set(err, 422, "invalid_field", "postgres.pitr.repo",
-					  "%s: %s is not a directory (or is a symlink)", p, comp);
-		fd = nfd;
-		c += l;
-		if (*c == '/')
-			c++;
-	}
-	struct stat st;
-	int rc = fstat(fd, &st);
-	close(fd);
-	if (rc < 0)
-		return na_err_errno(err, errno, "stat %s", p);
-	if (st.st_uid != uid)
-		return na_err_set(
-		    err, 422, "invalid_field", "postgres.pitr.repo",
-		    "repository %s belongs to uid %u, not to postgres (%u): pgBackRest "
-		    "runs as postgres",
-		    p, (unsigned)st.st_uid, uid);
-	return 0;
-}
-
-int pgbr_check_fs(const json_t *pg, unsigned uid, unsigned gid, na_err_t *err)
-{
-	json_t *pitr = json_object_get(pg, "pitr"), *rs = json_object_get(pg, "restore");
-	if (pitr &&
-	    mkdir_owned(json_string_value(json_object_get(pitr, "repo")), uid, gid, err) < 0)
-		return -1;
-	if (!rs)
-		return 0;
-	const char *repo = json_string_value(json_object_get(rs, "repo"));
-	const char *stanza = json_string_value(json_object_get(rs, "stanza"));
-	time_t t = 0;
-	parse_time(json_string_value(json_object_get(rs, "target_time")), &t);
-	info_t in;
-	if (read_info(repo, stanza, t, &in, err) < 0)
-		return -1;
-	if (!in.found)
-		return na_err_set(err, 422, "invalid_field", "postgres.restore.stanza",
-				  "no stanza %s in repository %s", stanza, repo);
-	if (strcmp(in.version, PG_MAJOR))
-		return na_err_set(
-		    err, 422, "invalid_field", "postgres.restore.stanza",
-		    "stanza %s holds PostgreSQL %s backups; this host runs %s: a backup "
-		    "taken before a major upgrade cannot restore after it",
-		    stanza, in.version[0] ? in.version : "(unknown)", PG_MAJOR);
-	if (!in.usable) {
-		char when[32] = "no backup yet";
-		if (in.oldest_stop) {
-			time_t o = (time_t)in.oldest_stop;
-			struct tm tm;
-			gmtime_r(&o, &tm);
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		}
-		return na_err_set(
-		    err, 422, "invalid_field", "postgres.restore.target_time",
-		    "no backup of stanza %s ended before the target time (oldest: %s)", stanza,
-		    when);
-	}
-	return 0;
-}
-
 /* ---- rendering (pure) --------------------------------------------------------- */
 
 static json_t *obj_at(json_t *o, const char *k)
@@ -290,10 +133,117 @@ static json_t *obj_at(json_t *o, const char *k)
 	return v;
 }
 
+int pgbr_tls_server(const json_t *pg)
+{
+	return json_object_get(pg, "pitr") && json_object_get(pg, "tls") &&
+	       json_array_size(json_object_get(pg, "members")) > 1;
+}
+
+int pgbr_can_backup(const json_t *pg, const char *name, const char *role, na_err_t *err)
+{
+	if (pgbr_tls_server(pg) || !role || !role[0] || !strcmp(role, "leader"))
+		return 0;
+	return na_err_set(err, 409, "not_leader", NULL,
+			  "container %s is a %s and its cluster runs no pgBackRest TLS server "
+			  "(postgres.tls with more than one member): pgBackRest backs up from a "
+			  "follower only through the primary's server; order it on the leader",
+			  name, role);
+}
+
+/* The CN of a PEM certificate, "" when it has none. */
+static void cert_cn(const char *pem, char *out, size_t n)
+{
+	out[0] = 0;
+	BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	if (x &&
+	    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out, (int)n) < 0)
+		out[0] = 0;
+	X509_free(x);
+}
+
+/* The TLS server and the peers (notes/pitr-field-notes.md): a backup on a
+ * follower asks the primary's server to start and stop the backup and
+ * for its pg_control and configuration files; libpq alone is not enough,
+ * and there is no SSH. The same file serves every role: pgBackRest finds
+ * which pgN is the primary. Clients are authorised by their certificate's
+ * CN (no wildcard exists): the members' certificates carry their overlay
+ * address as CN (and as a DNS-type SAN: pgBackRest checks the host name
+ * it dialled against those); this member's own CN is added whatever it
+ * is. */
+static void render_tls(FILE *f, const json_t *pg, const char *cluster, const pgbr_paths_t *p,
+		       int global)
+{
+	json_t *members = json_object_get(pg, "members"), *m;
+	size_t i;
+	if (global) {
+		char cn[256];
+		cert_cn(json_string_value(json_object_get(json_object_get(pg, "tls"), "cert")), cn,
+			sizeof(cn));
+		fprintf(f,
+			"tls-server-address=%s\ntls-server-port=%d\ntls-server-cert-file=%s/"
+			"server.crt\ntls-server-key-file=%s/server.key\ntls-server-ca-file=%s/"
+			"ca.crt\n",
+			p->ip, PGBR_TLS_PORT, p->tls_dir, p->tls_dir, p->tls_dir);
+		int own = 0;
+		json_array_foreach(members, i, m)
+		{
+			fprintf(f, "tls-server-auth=%s=%s\n", json_string_value(m), cluster);
+			own |= !strcmp(json_string_value(m), cn);
+		}
+		if (cn[0] && !own)
+			fprintf(f, "tls-server-auth=%s=%s\n", cn, cluster);
+		return;
+	}
+	int k = 2;
+	json_array_foreach(members, i, m)
+	{
+		const char *ip = json_string_value(m);
+		if (!strcmp(ip, p->ip))
+			continue;
+		fprintf(f,
+			"pg%d-host=%s\npg%d-host-type=tls\npg%d-host-port=%d\n"
+			"pg%d-host-cert-file=%s/server.crt\npg%d-host-key-file=%s/server.key\n"
+			"pg%d-host-ca-file=%s/ca.crt\npg%d-path=%s\npg%d-port=5432\n"
+			"pg%d-socket-path=%s\n",
+			k, ip, k, k, PGBR_TLS_PORT, k, p->tls_dir, k, p->tls_dir, k, p->tls_dir, k,
+			p->data_dir, k, k, p->socket_dir);
+		k++;
+	}
+}
+
+/* What render_tls gives each peer pgN, in the same order. */
+static const char *const peer_opts[PGBR_PEER_OPTS] = {
+    "host",	    "host-type", "host-port", "host-cert-file", "host-key-file",
+    "host-ca-file", "path",	 "port",      "socket-path"};
+
+size_t pgbr_skip_peers(const json_t *pg, const char *self_ip, const char *const *up, size_t nup,
+		       char (*out)[PGBR_OPT_LEN], size_t max)
+{
+	size_t i, n = 0;
+	json_t *m;
+	int k = 2;
+	json_array_foreach(json_object_get(pg, "members"), i, m)
+	{
+		const char *ip = json_string_value(m);
+		if (!ip || !strcmp(ip, self_ip))
+			continue;
+		int alive = 0;
+		for (size_t u = 0; u < nup; u++)
+			alive |= !strcmp(up[u], ip);
+		for (size_t o = 0; !alive && o < PGBR_PEER_OPTS && n < max; o++)
+			snprintf(out[n++], PGBR_OPT_LEN, "--reset-pg%d-%s", k, peer_opts[o]);
+		k++;
+	}
+	return n;
+}
+
 int pgbr_render(const json_t *pg, const char *cluster, const pgbr_paths_t *p, json_t *patroni,
 		char **conf, na_err_t *err)
 {
 	json_t *pitr = json_object_get(pg, "pitr"), *rs = json_object_get(pg, "restore");
+	int tls = pgbr_tls_server(pg) && p->ip && p->tls_dir;
 	*conf = NULL;
 	if (!pitr && !rs)
 		return 0;
@@ -302,12 +252,16 @@ int pgbr_render(const json_t *pg, const char *cluster, const pgbr_paths_t *p, js
 	FILE *f = open_memstream(&buf, &len);
 	if (!f)
 		return na_err_errno(err, errno, "pgbackrest.conf");
+	/* archive-async: archive_command hands the segment to a background
+	 * push and returns (the spool is the container's own /tmp). */
 	fprintf(f,
 		"# Rendered by netagent for this member; edits are overwritten.\n"
 		"[global]\nlog-path=%s/log\nlock-path=%s/lock\nspool-path=%s/spool\n"
 		"log-level-console=warn\nlog-level-file=info\nstart-fast=y\nprocess-max=2\n"
-		"compress-type=lz4\n",
+		"compress-type=lz4\narchive-async=y\n",
 		p->scratch, p->scratch, p->scratch);
+	if (tls)
+		render_tls(f, pg, cluster, p, 1);
 	/* This member's own stanza, the cluster's name, with its repository:
 	 * per stanza, so the source of a restore keeps its own. */
 	fprintf(f, "\n[%s]\npg1-path=%s\npg1-port=5432\npg1-socket-path=%s\n", cluster, p->data_dir,
@@ -318,6 +272,8 @@ int pgbr_render(const json_t *pg, const char *cluster, const pgbr_paths_t *p, js
 			json_string_value(json_object_get(pitr, "repo")),
 			json_is_integer(rf) ? json_integer_value(rf) : 4);
 	}
+	if (tls)
+		render_tls(f, pg, cluster, p, 0);
 	if (rs) {
 		/* The source stanza, only read from here. */
 		fprintf(f,
@@ -345,7 +301,7 @@ int pgbr_render(const json_t *pg, const char *cluster, const pgbr_paths_t *p, js
 	if (rs) {
 		const char *ts = json_string_value(json_object_get(rs, "target_time"));
 		time_t t = 0;
-		parse_time(ts, &t);
+		pgbr_parse_time(ts, &t);
 		struct tm tm;
 		gmtime_r(&t, &tm);
 		char target[40];
@@ -407,19 +363,24 @@ int pgbr_write(const char *run_dir, const char *conf, unsigned uid, unsigned gid
 	return na_file_put(path, conf, strlen(conf), 0600, uid, gid, err);
 }
 
-void pgbr_argv(const char *stanza, const char *command, const char *type, const char *argv[8],
-	       char *buf, size_t n)
+int pgbr_argv(const char *stanza, const char *command, const char *const *opts, const char **argv,
+	      size_t max, char *buf, size_t n)
 {
-	size_t k = 0;
+	size_t k = 0, no = 0;
+	while (opts && opts[no])
+		no++;
+	if (no + 5 > max)
+		return -1;
 	int a = snprintf(buf, n, "--config=%s", PGBR_CONF_IN_CT);
-	int b = snprintf(buf + a + 1, n - (size_t)a - 1, "--stanza=%s", stanza);
+	if (a < 0 || (size_t)a + 1 >= n ||
+	    snprintf(buf + a + 1, n - (size_t)a - 1, "--stanza=%s", stanza) >= (int)(n - a - 1))
+		return -1;
 	argv[k++] = "pgbackrest";
 	argv[k++] = buf;
 	argv[k++] = buf + a + 1;
-	if (type) {
-		snprintf(buf + a + b + 2, n - (size_t)(a + b + 2), "--type=%s", type);
-		argv[k++] = buf + a + b + 2;
-	}
+	for (size_t i = 0; i < no; i++)
+		argv[k++] = opts[i];
 	argv[k++] = command;
 	argv[k] = NULL;
+	return (int)k;
 }

@@ -50,7 +50,8 @@ json_t *pg_spec_render(const pv_spec_t *s, pg_conf_t *c, char **pgbr, na_err_t *
 	json_t *root = pg_render(c);
 	if (!root)
 		return na_err_errno(err, ENOMEM, "patroni.yml"), NULL;
-	const pgbr_paths_t paths = {PG_DATA_DIR, PG_SOCKET_DIR, "/tmp/pgbackrest"};
+	const pgbr_paths_t paths = {PG_DATA_DIR, PG_SOCKET_DIR, "/tmp/pgbackrest", c->ip,
+				    c->cert ? PG_CONF_DIR : NULL};
 	if (pgbr_render(json_object_get(s->body, "postgres"), c->cluster, &paths, root, pgbr, err) <
 	    0) {
 		json_decref(root);

@@ -162,6 +162,10 @@ typedef struct pgw {
 	long long timeline;
 	double lag; /* bytes behind the leader, -1 unknown */
 	int pending_restart, have;
+	/* Members /cluster shows running, by address (pg_members_up). */
+	char up[PG_MAX_MEMBERS][NA_ADDR_STRLEN];
+	size_t nup;
+	int have_up; /* the last poll read /cluster */
 	struct pgw *next;
 } pgw_t;
 
@@ -231,8 +235,15 @@ static void poll_apply(pgw_t *w, const char *patroni, const char *cluster)
 	w->lag = -1;
 	size_t i;
 	json_t *m;
+	w->nup = 0;
+	w->have_up = json_is_array(json_object_get(c, "members"));
 	json_array_foreach(json_object_get(c, "members"), i, m)
 	{
+		const char *st = json_string_value(json_object_get(m, "state")) ?: "";
+		const char *host = json_string_value(json_object_get(m, "host"));
+		if (host && w->nup < PG_MAX_MEMBERS &&
+		    (!strcmp(st, "running") || !strcmp(st, "streaming")))
+			snprintf(w->up[w->nup++], sizeof(w->up[0]), "%s", host);
 		if (strcmp(json_string_value(json_object_get(m, "name")) ?: "", w->t.node))
 			continue;
 		const char *r = json_string_value(json_object_get(m, "role"));
@@ -326,6 +337,17 @@ void pg_state(const char *name, const pv_spec_t *spec, const char *state)
 	w->t = t;
 	pv_ct_netns(c, w->netns, sizeof(w->netns));
 	na_timer_start(w->timer, 300, POLL_MS);
+}
+
+int pg_members_up(const char *name, char (*up)[NA_ADDR_STRLEN], size_t max)
+{
+	pgw_t *w = w_find(name);
+	if (!w || !w->have || !w->have_up || mono_ms() - w->updated > 10000)
+		return -1;
+	size_t n = 0;
+	for (; n < w->nup && n < max; n++)
+		snprintf(up[n], sizeof(up[0]), "%s", w->up[n]);
+	return (int)n;
 }
 
 void pg_view(const char *name, json_t *obj)

@@ -7,6 +7,7 @@
  * pg_patroni.c's. */
 #include "netagent/file.h"
 #include "netagent/util.h"
+#include "provision/backup.h"
 #include "provision/pg.h"
 #include "provision/pg_backrest.h"
 
@@ -202,6 +203,9 @@ static void state(const char *name, const pv_spec_t *spec, const char *st)
 	if (spec)
 		pv_role_note_subnets(spec);
 	pg_state(name, spec, st);
+	/* pgBackRest's TLS server beside Patroni: a backup can run on any
+	 * member (docs/backups.md). */
+	bk_server_state(name, spec, st);
 }
 
 const pv_role_t pv_role_postgres = {

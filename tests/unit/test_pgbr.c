@@ -97,7 +97,8 @@ static void test_render(void **state)
 	    "\"target_time\":\"2026-12-02T10:00:00+01:00\"}}",
 	    root, root);
 	json_t *b = pg(js), *pat = json_object();
-	pgbr_paths_t p = {"/var/lib/postgresql/data", "/var/run/postgresql", "/tmp/pgbackrest"};
+	pgbr_paths_t p = {"/var/lib/postgresql/data", "/var/run/postgresql", "/tmp/pgbackrest",
+			  NULL, NULL};
 	char *conf = NULL;
 	assert_int_equal(pgbr_render(b, "db2", &p, pat, &conf, &e), 0);
 	assert_non_null(conf);
@@ -105,6 +106,8 @@ static void test_render(void **state)
 	assert_non_null(strstr(conf, "repo1-retention-full=4\n"));
 	assert_non_null(strstr(conf, "[db1]\nrepo1-path="));
 	assert_non_null(strstr(conf, "pg1-socket-path=/var/run/postgresql\n"));
+	assert_non_null(strstr(conf, "archive-async=y\n"));
+	assert_null(strstr(conf, "tls-server")); /* no tls: no server */
 	json_t *params = json_object_get(json_object_get(pat, "postgresql"), "parameters");
 	assert_string_equal(json_string_value(json_object_get(params, "archive_command")),
 			    "pgbackrest --config=" PGBR_CONF_IN_CT " --stanza=db2 archive-push %p");
@@ -143,6 +146,97 @@ static void test_render(void **state)
 	assert_int_equal(json_object_size(pat), 0);
 	json_decref(pat);
 	json_decref(none);
+}
+
+/* A self-signed certificate whose CN is "db2-node-a" (not an address). */
+static const char cert_pem[] = "-----BEGIN CERTIFICATE-----\n"
+			       "MIIBgTCCASegAwIBAgIUJYrPH6n9NgAe+QRp8Xw0TXY+K4EwCgYIKoZIzj0EAwIw\n"
+			       "FTETMBEGA1UEAwwKZGIyLW5vZGUtYTAgFw0yNjEyMDcxMzA1MjZaGA8yMTI2MTEx\n"
+			       "MzEzMDUyNlowFTETMBEGA1UEAwwKZGIyLW5vZGUtYTBZMBMGByqGSM49AgEGCCqG\n"
+			       "SM49AwEHA0IABOITEMoIYzpC3VoUj0UyUYCVx5lr0OzuQi/pn5+tcg6IxIf286SA\n"
+			       "0c+uiw5u+g6i9n7LaARNmy4iHOL2QKGhL9KjUzBRMB0GA1UdDgQWBBRSfEAtVb5c\n"
+			       "/JnjKAz6RM1/1+mYNjAfBgNVHSMEGDAWgBRSfEAtVb5c/JnjKAz6RM1/1+mYNjAP\n"
+			       "BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIEyvdVpongNItliUJ4KK\n"
+			       "pne+QgnLqpE45wZxO+mII3sLAiEAyfOWVQUn5LGRhBiODCgTug9lx+ZAJeDtqVYw\n"
+			       "+ILPW60=\n"
+			       "-----END CERTIFICATE-----\n";
+
+/* pitr + tls + three members: the TLS server for every member's address
+ * and this member's own CN, and the two others as pg2/pg3 over TLS. */
+static void test_render_tls(void **state)
+{
+	(void)state;
+	na_err_t e = NA_ERR_INIT;
+	json_t *b = json_pack("{s:{s:s}, s:[s,s,s], s:{s:s, s:s, s:s}}", "pitr", "repo", "/x/db2",
+			      "members", "198.18.9.2", "198.18.9.3", "198.18.9.4", "tls", "cert",
+			      cert_pem, "key", "k", "ca", "c");
+	json_t *pat = json_object();
+	pgbr_paths_t p = {"/var/lib/postgresql/data", "/var/run/postgresql", "/tmp/pgbackrest",
+			  "198.18.9.3", "/run/patroni"};
+	char *conf = NULL;
+	assert_true(pgbr_tls_server(b));
+	assert_int_equal(pgbr_render(b, "db2", &p, pat, &conf, &e), 0);
+	assert_non_null(conf);
+	assert_non_null(strstr(conf, "tls-server-address=198.18.9.3\ntls-server-port=8432\n"));
+	assert_non_null(strstr(conf, "tls-server-key-file=/run/patroni/server.key\n"));
+	assert_non_null(strstr(conf, "tls-server-auth=198.18.9.2=db2\n"));
+	assert_non_null(strstr(conf, "tls-server-auth=198.18.9.4=db2\n"));
+	assert_non_null(strstr(conf, "tls-server-auth=db2-node-a=db2\n"));
+	/* Every other member in order, never this one. */
+	assert_non_null(strstr(conf, "pg2-host=198.18.9.2\npg2-host-type=tls\n"));
+	assert_non_null(strstr(conf, "pg3-host=198.18.9.4\n"));
+	assert_non_null(strstr(conf, "pg3-path=/var/lib/postgresql/data\n"));
+	assert_null(strstr(conf, "pg4-"));
+	assert_null(strstr(conf, "host=198.18.9.3"));
+	/* Global keys before the stanza, pgN keys inside it. */
+	assert_true(strstr(conf, "tls-server-address") < strstr(conf, "[db2]"));
+	assert_true(strstr(conf, "[db2]") < strstr(conf, "pg2-host="));
+	/* Peers down leave the command line by their pgN numbers: .2 is pg2,
+	 * .4 is pg3 (this member, .3, is pg1). */
+	char opts[32][PGBR_OPT_LEN];
+	const char *up1[] = {"198.18.9.3", "198.18.9.4"};
+	assert_int_equal(pgbr_skip_peers(b, "198.18.9.3", up1, 2, opts, 32), PGBR_PEER_OPTS);
+	assert_string_equal(opts[0], "--reset-pg2-host");
+	assert_string_equal(opts[PGBR_PEER_OPTS - 1], "--reset-pg2-socket-path");
+	const char *up2[] = {"198.18.9.2"};
+	assert_int_equal(pgbr_skip_peers(b, "198.18.9.3", up2, 1, opts, 32), PGBR_PEER_OPTS);
+	assert_string_equal(opts[0], "--reset-pg3-host");
+	assert_int_equal(pgbr_skip_peers(b, "198.18.9.3", up1, 0, opts, 32), 2 * PGBR_PEER_OPTS);
+	assert_int_equal(pgbr_skip_peers(b, "198.18.9.3", up1, 0, opts, 5), 5); /* bounded */
+	/* The resets name every option the render gives pg3. */
+	assert_int_equal(pgbr_skip_peers(b, "198.18.9.3", up2, 1, opts, 32), PGBR_PEER_OPTS);
+	for (size_t i = 0; i < PGBR_PEER_OPTS; i++) {
+		char key[64];
+		snprintf(key, sizeof(key), "\n%s=", opts[i] + strlen("--reset-"));
+		if (!strstr(conf, key))
+			fail_msg("%s resets nothing the render wrote", opts[i]);
+	}
+	free(conf);
+	json_decref(pat);
+	/* Where a backup may run: anywhere with the server. */
+	assert_int_equal(pgbr_can_backup(b, "m1", "replica", &e), 0);
+	/* One member: no peer to serve, no server. */
+	json_object_set_new(b, "members", json_pack("[s]", "198.18.9.3"));
+	assert_false(pgbr_tls_server(b));
+	pat = json_object();
+	assert_int_equal(pgbr_render(b, "db2", &p, pat, &conf, &e), 0);
+	assert_null(strstr(conf, "tls-server"));
+	assert_null(strstr(conf, "pg2-host"));
+	free(conf);
+	json_decref(pat);
+	/* Without the server a follower cannot reach the primary's
+	 * pgBackRest: refused up front; the leader, or an unknown role, is
+	 * left to pgBackRest. */
+	json_object_set_new(b, "members", json_pack("[s,s]", "198.18.9.3", "198.18.9.4"));
+	json_object_del(b, "tls");
+	assert_false(pgbr_tls_server(b));
+	assert_int_equal(pgbr_can_backup(b, "m1", "leader", &e), 0);
+	assert_int_equal(pgbr_can_backup(b, "m1", "", &e), 0);
+	assert_int_equal(pgbr_can_backup(b, "m1", "sync_standby", &e), -1);
+	assert_int_equal(e.status, 409);
+	assert_string_equal(e.code, "not_leader");
+	assert_non_null(strstr(e.msg, "order it on the leader"));
+	json_decref(b);
 }
 
 static void write_info(const char *stanza, const char *version, long long stop)
@@ -196,6 +290,51 @@ static void test_check_fs(void **state)
 	assert_int_equal(check("old", "2025-12-02T11:00:00Z", &e), -1);
 	assert_non_null(strstr(e.msg, "major upgrade"));
 
+	/* An upgraded stanza: a 14 backup (db-id 1) then a 15 one (db-id 2)
+	 * an hour later. A target between them would restore the 14 one. */
+	snprintf(d, sizeof(d), "%s/db1/backup/up", root);
+	mkdir(d, 0700);
+	char f[600];
+	snprintf(f, sizeof(f), "%s/backup.info.copy", d); /* the copy serves too */
+	FILE *fp = fopen(f, "w");
+	assert_non_null(fp);
+	fprintf(fp, "[backup:current]\n"
+		    "20251202-100000F={\"backup-timestamp-start\":1764669590,"
+		    "\"backup-timestamp-stop\":1764669600,\"db-id\":1}\n"
+		    "20251202-110000F={\"backup-timestamp-start\":1764673190,"
+		    "\"backup-timestamp-stop\":1764673200,\"db-id\":2}\n\n"
+		    "[db]\ndb-id=2\ndb-version=\"15\"\n\n[db:history]\n"
+		    "1={\"db-catalog-version\":202107181,\"db-version\":\"14\"}\n"
+		    "2={\"db-catalog-version\":202209061,\"db-version\":\"15\"}\n");
+	fclose(fp);
+	assert_int_equal(check("up", "2025-12-02T10:30:00Z", &e), -1);
+	assert_string_equal(e.field, "postgres.restore.stanza");
+	assert_non_null(strstr(e.msg, "PostgreSQL 14"));
+	assert_int_equal(check("up", "2025-12-02T11:30:00Z", &e), 0);
+
+	/* A restore repository that is a link or a FIFO: refused by name. */
+	char js0[1024], alias[600];
+	snprintf(alias, sizeof(alias), "%s/alias", root);
+	snprintf(d, sizeof(d), "%s/db1", root);
+	assert_int_equal(symlink(d, alias), 0);
+	snprintf(js0, sizeof(js0),
+		 "{\"restore\":{\"repo\":\"%s\",\"stanza\":\"db1\",\"target_time\":"
+		 "\"2025-12-02T11:00:00Z\"}}",
+		 alias);
+	json_t *b0 = pg(js0);
+	na_err_clear(&e);
+	assert_int_equal(pgbr_check_fs(b0, getuid(), getgid(), &e), -1);
+	assert_string_equal(e.field, "postgres.restore.repo");
+	json_decref(b0);
+	snprintf(alias, sizeof(alias), "%s/fifo", root);
+	assert_int_equal(mkfifo(alias, 0600), 0);
+	snprintf(js0, sizeof(js0), "{\"pitr\":{\"repo\":\"%s\"}}", alias);
+	b0 = pg(js0);
+	na_err_clear(&e);
+	assert_int_equal(pgbr_check_fs(b0, getuid(), getgid(), &e), -1);
+	assert_string_equal(e.field, "postgres.pitr.repo");
+	json_decref(b0);
+
 	/* pitr: the repository is made below the root, never through a link. */
 	char js[1024], link[600];
 	snprintf(js, sizeof(js), "{\"pitr\":{\"repo\":\"%s/new/db3\"}}", root);
@@ -220,18 +359,22 @@ static void test_check_fs(void **state)
 static void test_argv(void **state)
 {
 	(void)state;
-	const char *argv[8];
+	const char *argv[8], *opts[] = {"--type=full", "--backup-standby", NULL};
 	char buf[256];
-	pgbr_argv("db1", "backup", "full", argv, buf, sizeof(buf));
+	assert_int_equal(pgbr_argv("db1", "backup", opts, argv, 8, buf, sizeof(buf)), 6);
 	assert_string_equal(argv[0], "pgbackrest");
 	assert_string_equal(argv[1], "--config=" PGBR_CONF_IN_CT);
 	assert_string_equal(argv[2], "--stanza=db1");
 	assert_string_equal(argv[3], "--type=full");
-	assert_string_equal(argv[4], "backup");
-	assert_null(argv[5]);
-	pgbr_argv("db1", "stanza-create", NULL, argv, buf, sizeof(buf));
+	assert_string_equal(argv[4], "--backup-standby");
+	assert_string_equal(argv[5], "backup");
+	assert_null(argv[6]);
+	assert_int_equal(pgbr_argv("db1", "stanza-create", NULL, argv, 8, buf, sizeof(buf)), 4);
 	assert_string_equal(argv[3], "stanza-create");
 	assert_null(argv[4]);
+	/* Too many options for the slots, or a stanza too long for buf. */
+	assert_int_equal(pgbr_argv("db1", "backup", opts, argv, 6, buf, sizeof(buf)), -1);
+	assert_int_equal(pgbr_argv("db1", "backup", NULL, argv, 8, buf, 40), -1);
 }
 
 static int setup(void **state)
@@ -261,9 +404,8 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_validate),
-	    cmocka_unit_test(test_render),
-	    cmocka_unit_test(test_check_fs),
+	    cmocka_unit_test(test_validate),   cmocka_unit_test(test_render),
+	    cmocka_unit_test(test_render_tls), cmocka_unit_test(test_check_fs),
 	    cmocka_unit_test(test_argv),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
