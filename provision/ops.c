@@ -439,6 +439,8 @@ static void schedule_restart(pv_ct_t *c)
 		d *= 2;
 	if (d > BACKOFF_MAX_MS)
 		d = BACKOFF_MAX_MS;
+	if (d < c->spec.restart_floor_ms)
+		d = c->spec.restart_floor_ms;
 	c->failures++;
 	c->backoff_ms = d;
 	c->next_start_ms = na_now_ms() + d;

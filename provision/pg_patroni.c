@@ -624,7 +624,8 @@ static void live_next(void *ud, int rc, const na_err_t *err)
 		const char *m[PG_MAX_MEMBERS];
 		for (size_t i = 0; i < conf.nmembers; i++)
 			m[i] = conf.members[i];
-		pg_raft_req_t r = {.container = l->name,
+		pg_raft_req_t r = {.agent = agent,
+				   .container = l->name,
 				   .self_ip = conf.ip,
 				   .port = PG_RAFT_PORT,
 				   .password = conf.cert ? conf.raft_pw : NULL,

@@ -5,12 +5,14 @@
 
 #include <stddef.h>
 
+#include "netagent/agent.h"
 #include "netagent/err.h"
 #include "provision/role.h"
 
 #define PG_RAFT_MAX 16
 
 typedef struct pg_raft_req {
+	na_agent_t *agent;	    /* for the timer between rounds */
 	const char *container;	    /* a running member */
 	const char *self_ip;	    /* its overlay address (the Raft port listens there) */
 	int port;		    /* Raft port (5010) */
@@ -19,9 +21,11 @@ typedef struct pg_raft_req {
 	size_t nmembers;
 } pg_raft_req_t;
 
-/* Loop thread: adds the wanted voters Raft lacks, then removes the ones
- * no longer wanted (membership changes go through pysyncobj's leader);
- * cb once done. A repeat changes nothing. Witnesses (voters without
+/* Loop thread: adds the wanted voters Raft lacks, one at a time and only
+ * once each answers, then removes the ones no longer wanted (membership
+ * changes go through pysyncobj's leader); cb once done, or with 503
+ * raft_unavailable after 2 minutes of waiting (the reason in the
+ * message). A repeat changes nothing. Witnesses (voters without
  * PostgreSQL) are members like the others. */
 int pg_raft_sync(const pg_raft_req_t *r, pv_role_cb cb, void *ud, na_err_t *err);
 

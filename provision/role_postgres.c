@@ -100,6 +100,14 @@ static int validate(const json_t *body, pv_spec_t *s, na_err_t *err)
 	pg_ids(&s->uid, &s->gid);
 	s->caps = 0; /* initdb, postgres and Patroni need none (runc field notes) */
 	s->shm_mb = 256;
+	/* Restarted at once, a crashed leader finds its own Raft lock still
+	 * valid: Patroni starts PostgreSQL as a replica, then promotes it
+	 * again (measured: commits back after ~20 s, two PostgreSQL starts).
+	 * Waiting out the lock lets Patroni promote the synchronous standby
+	 * (~ttl) and the old leader rejoins as a follower. One member: no
+	 * one else can lead, restart at once. */
+	if (c.nmembers > 1)
+		s->restart_floor_ms = (unsigned)c.ttl * 1000;
 	if (!s->restart_set)
 		s->restart = PV_RESTART_ALWAYS;
 	if (s->ntmpfs >= PV_MAX_TMPFS)

@@ -74,6 +74,10 @@ typedef struct pv_spec {
 	size_t ngids;
 	uint64_t caps; /* bit n = capability n */
 	unsigned shm_mb;
+	/* The least wait before a restart after an exit nobody asked for
+	 * (a crash): the postgres role lets a dead leader's lock expire so
+	 * that Patroni promotes the synchronous standby. 0: the backoff. */
+	unsigned restart_floor_ms;
 	pv_tmpfs_t tmpfs[PV_MAX_TMPFS];
 	size_t ntmpfs;
 	pv_bind_t binds[PV_MAX_BINDS];

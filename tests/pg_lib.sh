@@ -17,7 +17,7 @@
 #   pg_wait_healthy CLUSTER N SECS
 #   db_certs CLUSTER IP…        a CA and one certificate per member IP under $PKI/db/CLUSTER
 #                               (the layout PG_TLS_DIR wants; needs PKI set, e.g. by mkpki)
-# A client committing in a loop (for drills), table TABLE (id int primary key) made by the caller:
+# A client committing in a loop (for drills), table TABLE (id bigint primary key) made by the caller:
 #   pg_writer_start LOG DSN TABLE CMD-PREFIX…   e.g. nsenter --net=NS, or in_host cl; sets PG_WRITER
 #                               LOG lines: "ok ID MS SERVER_IP" per acknowledged commit, "fail MS"
 #   pg_writer_stop | pg_acked LOG (acknowledged ids, sorted as text) | pg_gap LOG SINCE_MS
@@ -134,7 +134,8 @@ def late(*a):
     raise Late()
 signal.signal(signal.SIGALRM, late)
 f = open(out, "a", buffering=1)
-i, conn = 0, None
+# Ids unique across writers on one table (bigint): this start in ms, then a counter.
+i, conn = int(time.time() * 1000) * 1000, None
 while True:
     i += 1
     try:
@@ -152,7 +153,7 @@ while True:
         signal.alarm(0)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
-        f.write("fail %d\n" % (time.time() * 1000))
+        f.write("fail %d %s\n" % (time.time() * 1000, str(e).replace("\n", " ")[:120]))
         try:
             conn.close()
         except Exception:
@@ -166,10 +167,10 @@ pg_writer_start() { # LOG DSN TABLE CMD-PREFIX…
 	rm -f "$log.pid"
 	"$@" "$PY" -c "$PG_WRITER_PY" "$dsn" "$log" "$table" &
 	track_pid $!
-	wait_for 10 test -s "$log.pid" || return 1
+	wait_for 10 test -s "$log.pid" || { echo "pg_writer_start: the writer did not start"; return 1; }
 	PG_WRITER=$(cat "$log.pid")
 	track_pid "$PG_WRITER"
-	wait_for 15 grep -q '^ok ' "$log"
+	wait_for 15 grep -q '^ok ' "$log" || { echo "pg_writer_start: no commit in 15 s: $(tail -c 300 "$log")"; return 1; }
 }
 pg_writer_stop() {
 	kill "$PG_WRITER" 2>/dev/null

@@ -106,7 +106,7 @@ wait_for 20 sh -c "nsenter --net='$CL_NS' psql -X -At -d '$DSN' -c 'select 1' >/
 is "a client connects through the gateway with TLS" "$(cl_sql "$DSN" "select ssl from pg_stat_ssl where pid = pg_backend_pid()")" t
 is "and reaches the leader" "$(cl_sql "$DSN" "select pg_is_in_recovery()")" f
 like "sslmode=disable is refused by force_tls" "$(cl_sql "${DSN/sslmode=require/sslmode=disable}" "select 1")" "(closed|refused|terminated|could not|failed|error)"
-cl_sql "$DSN" "create table t (id int primary key, at timestamptz default now())" >/dev/null
+cl_sql "$DSN" "create table t (id bigint primary key, at timestamptz default now())" >/dev/null
 cl_sql "$DSN" "insert into t (id) values (-1)" >/dev/null
 wait_for 10 sh -c "[ \"\$('$NETAGENTCTL' --socket '$(agent_sock "a${F[0]}")' ct exec db-${F[0]} -- psql -XAt -h /var/run/postgresql -U postgres -c 'select count(*) from t where id = -1')\" = 1 ]"
 is "a row written through the gateway is on follower ${F[0]}" "$(pg_sql "a${F[0]}" "db-${F[0]}" "select count(*) from t where id = -1")" 1
