@@ -30,6 +30,7 @@ unsigned long long mono_us(void)
 	return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
 }
 
+/* Strings are copied: a spare rewrites its argument area later. */
 int mon_parse(int argc, char **argv)
 {
 	static const struct option o[] = {
@@ -45,25 +46,25 @@ int mon_parse(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
-			cfg.id = optarg;
+			cfg.id = strdup(optarg);
 			break;
 		case 'r':
-			cfg.runtime = optarg;
+			cfg.runtime = strdup(optarg);
 			break;
 		case 'R':
-			cfg.root = optarg;
+			cfg.root = strdup(optarg);
 			break;
 		case 'b':
-			cfg.bundle = optarg;
+			cfg.bundle = strdup(optarg);
 			break;
 		case 'd':
-			cfg.dir = optarg;
+			cfg.dir = strdup(optarg);
 			break;
 		case 'c':
-			cfg.cgroup = optarg;
+			cfg.cgroup = strdup(optarg);
 			break;
 		case 't':
-			cfg.tag = optarg;
+			cfg.tag = strdup(optarg);
 			break;
 		case 's':
 			cfg.stop_timeout = atoi(optarg);
