@@ -1,19 +1,22 @@
-/* Raft membership of a postgres cluster, changed explicitly (SPEC §4): a
- * member that has Raft data keeps the membership it recorded and ignores
- * a new partner list (notes/pitr-field-notes.md), so growing or shrinking
- * a cluster asks the running Raft to add or remove voters. pysyncobj's
- * own admin tool does it (`syncobj_admin`, whose protocol is pickled and,
- * with a password, encrypted by pysyncobj), run by `runc exec` in a
- * running member so that it reaches the Raft ports on the overlay.
+/* Raft membership of a postgres cluster (SPEC §4). Patroni's Raft adds a
+ * new node by itself: a node that starts asks the partners it was given
+ * for the membership and, when it is not a voter yet, asks the cluster to
+ * add it. Nothing removes a voter that is gone, and a member that has
+ * Raft data keeps the membership it recorded, so shrinking a cluster asks
+ * the running Raft to remove voters explicitly. pysyncobj's own admin
+ * tool does it (`syncobj_admin`, whose protocol is pickled and, with a
+ * password, encrypted by pysyncobj), run by `runc exec` in a running
+ * member so that it reaches the Raft ports on the overlay.
  *
- * One voter at a time, and only a voter that answers: Raft needs a
- * majority of the new membership to commit anything, so a single-member
- * cluster that added a voter whose node is still starting would stall
- * its own DCS (and Patroni demotes a leader without DCS). So each round
- * reads this member's view (`-status`), waits while a voter it has is not
- * connected, probes the next new voter's own node, adds it, and starts
- * over; removals come after every add. Stateless: a repeated sync sends
- * only the difference. */
+ * One voter at a time, and only while every voter that stays is
+ * connected: Raft needs a majority of the new membership to commit, and
+ * a cluster that removed a live voter while another was down would stall
+ * its own DCS (Patroni demotes a leader without DCS). Each round reads
+ * this member's view (`-status`) and sends at most one change, then
+ * starts over. Stateless: a repeated sync sends only the difference.
+ * (Adding a voter by hand as well raced with the node's own request:
+ * pysyncobj refused one as "already a member" and then stopped answering
+ * status calls for minutes.) */
 #include "provision/pg_raft.h"
 #include "netagent/log.h"
 #include "netagent/util.h"
@@ -24,10 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RAFT_CALL_MS  10000 /* one status or probe */
-#define RAFT_ADD_MS   30000 /* a change answers once committed */
-#define RAFT_WAIT_MS  1000  /* between rounds while something is not ready */
-#define RAFT_TOTAL_MS 120000
+#define RAFT_CALL_MS   10000 /* one status or probe */
+#define RAFT_CHANGE_MS 30000 /* a change answers once committed */
+#define RAFT_WAIT_MS   1000  /* between rounds while something is not ready */
+#define RAFT_TOTAL_MS  120000
 
 typedef struct rsync {
 	char ct[64], self[64], pass[160];
@@ -111,25 +114,6 @@ static void changed(void *ud, int rc, const na_err_t *err, int status, const cha
 	round_start(s);
 }
 
-static void probed(void *ud, int rc, const na_err_t *err, int status, const char *out, size_t len)
-{
-	rsync_t *s = ud;
-	char why[200];
-	(void)len;
-	if (rc < 0) {
-		finish(s, -1, err);
-		return;
-	}
-	/* A node that answers its status runs, even if no cluster has it. */
-	if (status != 0 || !strstr(out, "raft_term")) {
-		snprintf(why, sizeof(why), "the new voter %s does not answer yet", s->target);
-		wait_round(s, why);
-		return;
-	}
-	snprintf(s->change, sizeof(s->change), "-add");
-	admin(s, s->self, "-add", s->target, RAFT_ADD_MS, changed);
-}
-
 static int in_want(const rsync_t *s, const char *v)
 {
 	for (size_t i = 0; i < s->nwant; i++)
@@ -173,25 +157,16 @@ static void status_read(void *ud, int rc, const na_err_t *err, int status, const
 	}
 	for (size_t i = 0; i < nhave; i++)
 		if (in_want(s, have[i].node) && !have[i].up) {
-			snprintf(why, sizeof(why), "voter %.63s is not connected yet", have[i].node);
+			snprintf(why, sizeof(why), "voter %.63s is not connected yet",
+				 have[i].node);
 			wait_round(s, why);
 			return;
 		}
-	for (size_t i = 0; i < s->nwant; i++) {
-		int known = !strcmp(s->want[i], s->self);
-		for (size_t k = 0; k < nhave && !known; k++)
-			known = !strcmp(have[k].node, s->want[i]);
-		if (!known) {
-			snprintf(s->target, sizeof(s->target), "%s", s->want[i]);
-			admin(s, s->target, "-status", NULL, RAFT_CALL_MS, probed);
-			return;
-		}
-	}
 	for (size_t k = 0; k < nhave; k++)
 		if (!in_want(s, have[k].node)) {
 			snprintf(s->target, sizeof(s->target), "%.63s", have[k].node);
 			snprintf(s->change, sizeof(s->change), "-remove");
-			admin(s, s->self, "-remove", s->target, RAFT_ADD_MS, changed);
+			admin(s, s->self, "-remove", s->target, RAFT_CHANGE_MS, changed);
 			return;
 		}
 	finish(s, 0, NULL);

@@ -21,12 +21,11 @@ typedef struct pg_raft_req {
 	size_t nmembers;
 } pg_raft_req_t;
 
-/* Loop thread: adds the wanted voters Raft lacks, one at a time and only
- * once each answers, then removes the ones no longer wanted (membership
- * changes go through pysyncobj's leader); cb once done, or with 503
- * raft_unavailable after 2 minutes of waiting (the reason in the
- * message). A repeat changes nothing. Witnesses (voters without
- * PostgreSQL) are members like the others. */
+/* Loop thread: removes the voters no longer wanted, one at a time, each
+ * once every voter that stays is connected (a new member adds itself:
+ * pg_raft.c); cb once done, or with 503 raft_unavailable after 2 minutes
+ * of waiting (the reason in the message). A repeat changes nothing.
+ * Witnesses (voters without PostgreSQL) are members like the others. */
 int pg_raft_sync(const pg_raft_req_t *r, pv_role_cb cb, void *ud, na_err_t *err);
 
 #endif
