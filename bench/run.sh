@@ -112,3 +112,4 @@ env -u NA_T -u NA_TMP bench/containers.sh
 
 # VIPs: failover as a client sees it, beside keepalived in the same namespaces (bench/vip.sh).
 env -u NA_T -u NA_TMP bench/vip.sh
+env -u NA_T -u NA_TMP bench/backups.sh # Backups: a dump beside the leader's TPS, PITR restore (bench/backups.sh).
