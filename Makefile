@@ -22,7 +22,7 @@ MOD_OBJ  := $(call obj,$(MOD_SRC))
 CLI_OBJ  := $(call obj,$(CLI_SRC))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check unit unit-asan asan-daemon integration demo bench fuzz fuzz-build format clean
+.PHONY: all deps check unit unit-asan asan-daemon integration demo tour bench fuzz fuzz-build format clean
 MON_SRC := $(wildcard provision/monitor/*.c)
 all: $(BIN)/netagent $(BIN)/netagentctl $(if $(MON_SRC),$(BIN)/netagent-monitor)
 
@@ -86,6 +86,11 @@ integration: all
 demo: deps
 	$(MAKE) --no-print-directory all
 	./scripts/demo.sh
+
+# The overlay networks alone, step by step, on simulated hosts (scripts/tour.sh).
+tour: deps
+	$(MAKE) --no-print-directory all
+	./scripts/tour.sh
 
 bench: deps
 	$(MAKE) --no-print-directory all

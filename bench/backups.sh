@@ -14,6 +14,8 @@ SCALE=${BENCH_PG_SCALE:-50}
 BASE_S=${BENCH_BK_BASE_S:-20}
 # shellcheck source=../tests/lib.sh
 source tests/lib.sh
+# shellcheck source=summary.sh
+source bench/summary.sh
 # shellcheck source=../tests/pg_lib.sh
 source tests/pg_lib.sh
 # The run's summary table (bench/run.sh), when this tree has it.

@@ -31,6 +31,8 @@ TMPFS=${BENCH_CT_TMPFS:-1}
 GOAL=1.3
 # shellcheck source=../tests/lib.sh
 source tests/lib.sh
+# shellcheck source=summary.sh
+source bench/summary.sh
 PY=/usr/bin/python3
 command -v runc >/dev/null || { echo "runc not installed (scripts/deps.sh)"; exit 1; }
 
@@ -270,5 +272,8 @@ kill -9 of the agent, restart: %d of %s re-adopted (same pids, %d restarts) %.2f
     r["rss_agent_kb"] / 1024, r["monitors"], r["rss_mon_kb"] / 1024,
     r["rss_mon_kb"] / max(1, r["monitors"]), r["adopted"], many, r["restarts"], r["adopt"]))
 PYEOF
+read -r a_ms h_ms ratio many_s rss < <($PY -c 'import json,statistics as s,sys; r=json.loads(sys.argv[1]); a,h=s.median(r["agent"]),s.median(r["hand"]); print("%.1f %.1f %.2f %.2f %.1f" % (a*1000, h*1000, a/h, r["many"], r["rss_agent_kb"]/1024))' "$out")
+bench_row containers "start: PUT → first byte of output (median of $RUNS)" "$a_ms ms" "runc run by hand $h_ms ms" "${ratio}x" "<= ${GOAL}x"
+bench_row containers "$MANY containers PUT at once → all running; agent RSS" "$many_s s; $rss MiB" "" "" ""
 # The raw figures (seconds), for collecting several runs.
 [ -z "${BENCH_CT_OUT:-}" ] || echo "$out" >"$BENCH_CT_OUT"

@@ -14,7 +14,12 @@ REMOTES=${BENCH_REMOTES:-5000}
 RSS_NETS=${BENCH_RSS_NETS:-1000}
 # shellcheck source=../tests/lib.sh
 source tests/lib.sh
+# shellcheck source=summary.sh
+source bench/summary.sh
 PY=/usr/bin/python3
+mkdir -p build/bench
+export BENCH_SUMMARY=$PWD/build/bench/rows
+: >"$BENCH_SUMMARY"
 
 mkhost h1
 H=$(hostns h1)
@@ -103,6 +108,11 @@ agent RSS with $RSS_NETS networks: $((rss_kb / 1024)) MiB (goal < 30 MiB)
 agent idle CPU with $RSS_NETS networks: ${idle_pct}% of a core over ${IDLE_S} s (goal < 1%)
 TXT
 
+bench_row overlay "$NETS nets × 2 eps, $REMOTES remotes, delete: single PUTs" "$t_single s" "ip -batch $t_batch s" "$(ratio "$t_single" "$t_batch")x" "<= 1.0x"
+bench_row overlay "the same, bulk POST" "$t_bulk s" "ip -batch $t_batch s" "$(ratio "$t_bulk" "$t_batch")x" ""
+bench_row overlay "the same, iproute2 script (1 process per object)" "" "$t_script s" "$(ratio "$t_script" "$t_batch")x" ""
+bench_row overlay "agent RSS / idle CPU with $RSS_NETS networks" "$((rss_kb / 1024)) MiB / ${idle_pct} %" "" "" "< 30 MiB / < 1 %"
+
 # Overlay with etcd: time to learn 5,000 endpoints (bench/overlay_etcd.sh), with its own
 # namespace prefix (lib.sh exports ours to the agents' tests, not to a second harness).
 env -u NA_T -u NA_TMP bench/overlay_etcd.sh
@@ -112,4 +122,17 @@ env -u NA_T -u NA_TMP bench/containers.sh
 
 # VIPs: failover as a client sees it, beside keepalived in the same namespaces (bench/vip.sh).
 env -u NA_T -u NA_TMP bench/vip.sh
+
+# Role presets: order-to-ready beside pg_ctl by hand, the gateway's pgbench overhead, leader
+# loss and switchover as a client sees them (bench/presets.sh).
+env -u NA_T -u NA_TMP bench/presets.sh
 env -u NA_T -u NA_TMP bench/backups.sh # Backups: a dump beside the leader's TPS, PITR restore (bench/backups.sh).
+
+# The whole run in one table, kept for docs/performance.md.
+{
+	echo "| area | what | netagent | baseline | ratio | goal |"
+	echo "|---|---|---|---|---|---|"
+	cat "$BENCH_SUMMARY"
+} >build/bench/summary.md
+printf '\nmake bench: every benchmark of this run (%s, %s cores, kernel %s)\n' "$(date -u +%F)" "$(nproc)" "$(uname -r)"
+cat build/bench/summary.md

@@ -23,6 +23,8 @@ DRILLS=${BENCH_VIP_DRILLS:-10}
 PDRILLS=${BENCH_VIP_PART_DRILLS:-3}
 # shellcheck source=../tests/lib.sh
 source tests/lib.sh
+# shellcheck source=summary.sh
+source bench/summary.sh
 PY=/usr/bin/python3
 VIP=192.0.2.100
 KA=/usr/sbin/keepalived
@@ -253,5 +255,12 @@ row ka2:dead "keepalived VRRPv2 advert 1 s: master's link cut"
 row ka2:part "keepalived VRRPv2 advert 1 s: cut from each other (5 s)"
 row ka3:dead "keepalived VRRPv3 advert 0.1 s: master's link cut"
 row ka3:part "keepalived VRRPv3 advert 0.1 s: cut from each other (5 s)"
+med_of() { [ -n "${RES[$1]:-}" ] && tr ' ' '\n' <<<"${RES[$1]}" | grep -E '^[0-9]+$' | median || echo -; }
+ka3=$(med_of ka3:dead)
+ka2=$(med_of ka2:dead)
+bench_row vip "graceful step-down (SIGTERM) → new holder answers" "$(med_of na:graceful) ms" "" "" "< 300 ms"
+bench_row vip "holder's agent kill -9 → new holder answers" "$(med_of na:killed) ms" "" "" "< 1500 ms"
+bench_row vip "holder's link cut → new holder answers" "$(med_of na:dead) ms" "keepalived VRRPv3 0.1 s $ka3 ms, VRRPv2 $ka2 ms" "" "< 1500 ms"
+bench_row vip "candidates cut from each other: samples with two holders" "${BOTH[na:part]:-0}" "keepalived VRRPv3 ${BOTH[ka3:part]:-n/a}, VRRPv2 ${BOTH[ka2:part]:-n/a}" "" "0"
 read -r N SPAN < <(awk 'NR == 1 { t0 = $1 } { n++; t = $1 } END { print n + 0, t - t0 }' "$SAMPLES")
 echo "sampler: $N samples over $SPAN ms ($((N * 1000 / (SPAN > 0 ? SPAN : 1))) Hz)"
