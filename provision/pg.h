@@ -1,7 +1,8 @@
 /* The postgres role's pieces (role_postgres.c, pg_render.c, pg_conf.c,
- * pg_patroni.c): the parsed `postgres` section, Patroni's configuration
- * rendered from it (pure), a container's configuration from its spec, and
- * the Patroni REST client (poller, view, actions, live updates). */
+ * pg_rest.c, pg_watch.c, pg_patroni.c): the parsed `postgres` section,
+ * Patroni's configuration rendered from it (pure), a container's
+ * configuration from its spec, the Patroni REST client, the poller behind
+ * GET's view, and the actions and live updates. */
 #ifndef PV_PG_H
 #define PV_PG_H
 
@@ -58,15 +59,34 @@ int pg_spec_conf(const pv_spec_t *s, pg_conf_t *c, na_err_t *err);
  * filled as by pg_spec_conf. NULL with err. */
 json_t *pg_spec_render(const pv_spec_t *s, pg_conf_t *c, char **pgbr, na_err_t *err);
 
-/* pg_patroni.c: the role's runtime side (role.h). Loop thread. */
-int pg_init(na_agent_t *ag, na_err_t *err);
-void pg_fini(void);
+/* pg_rest.c: one call to a member's Patroni REST API, on a worker inside
+ * the member's network namespace. */
+typedef struct pg_target {
+	char ip[NA_ADDR_STRLEN], node[64], pw[65];
+	char *ca; /* PEM, NULL: plain HTTP */
+} pg_target_t;
+/* The member's address, node name, REST password and CA (t->ca malloc'd). */
+int pg_target_of(const pv_spec_t *s, pg_target_t *t, na_err_t *err);
+/* status and the answer (malloc'd, NUL-terminated), or -1 with 502
+ * patroni_unreachable. */
+int pg_http(const pg_target_t *t, const char *method, const char *path, const char *body,
+	    long timeout_ms, long *status, char **out, na_err_t *err);
+/* The member /cluster names leader, or -1 (503 patroni_refused: none). */
+int pg_cluster_leader(const pg_target_t *t, char *leader, size_t n, na_err_t *err);
+
+/* pg_watch.c: the poller behind GET's view. Loop thread. */
+void pg_watch_init(na_agent_t *ag);
+void pg_watch_fini(void);
 void pg_state(const char *name, const pv_spec_t *spec, const char *state);
 void pg_view(const char *name, json_t *obj);
 /* The addresses of the members Patroni's /cluster showed running as the
  * poller last saw it (at most max), or -1 when that view is unknown or
  * older than 10 s. */
 int pg_members_up(const char *name, char (*up)[NA_ADDR_STRLEN], size_t max);
+
+/* pg_patroni.c: the role's actions and live updates (role.h). Loop thread. */
+int pg_init(na_agent_t *ag, na_err_t *err);
+void pg_fini(void);
 int pg_apply(const char *name, const pv_spec_t *spec, pv_role_cb cb, void *ud, na_err_t *err);
 
 #endif

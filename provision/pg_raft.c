@@ -155,21 +155,24 @@ static void status_read(void *ud, int rc, const na_err_t *err, int status, const
 		snprintf(have[nhave].node, sizeof(have[0].node), "%.*s", (int)(e - a), a);
 		have[nhave++].up = atoi(e + 1) == 2;
 	}
+	size_t gone = nhave;
+	for (size_t k = 0; k < nhave && gone == nhave; k++)
+		if (!in_want(s, have[k].node))
+			gone = k;
+	if (gone == nhave) {
+		finish(s, 0, NULL);
+		return;
+	}
 	for (size_t i = 0; i < nhave; i++)
-		if (in_want(s, have[i].node) && !have[i].up) {
+		if (i != gone && in_want(s, have[i].node) && !have[i].up) {
 			snprintf(why, sizeof(why), "voter %.63s is not connected yet",
 				 have[i].node);
 			wait_round(s, why);
 			return;
 		}
-	for (size_t k = 0; k < nhave; k++)
-		if (!in_want(s, have[k].node)) {
-			snprintf(s->target, sizeof(s->target), "%.63s", have[k].node);
-			snprintf(s->change, sizeof(s->change), "-remove");
-			admin(s, s->self, "-remove", s->target, RAFT_CHANGE_MS, changed);
-			return;
-		}
-	finish(s, 0, NULL);
+	snprintf(s->target, sizeof(s->target), "%.63s", have[gone].node);
+	snprintf(s->change, sizeof(s->change), "-remove");
+	admin(s, s->self, "-remove", s->target, RAFT_CHANGE_MS, changed);
 }
 
 static void round_start(void *ud)

@@ -248,7 +248,7 @@ int pg_parse(const json_t *pg, const char *ip, const char *subnet, pg_conf_t *c,
 	    {"synchronous", NA_F_BOOL, 0, 0, 0},
 	    {"parameters", NA_F_OBJECT, 0, 0, 0},
 	    {"patroni", NA_F_OBJECT, 0, 0, 0},
-	    /* Kept for the backup side (backup.c, pg_backrest.c). */
+	    /* Kept for the backup side (backup_*.c, pg_backrest.c). */
 	    {"backups", NA_F_OBJECT, 0, 0, 0},
 	    {"pitr", NA_F_OBJECT, 0, 0, 0},
 	    {"restore", NA_F_OBJECT, 0, 0, 0},

@@ -254,7 +254,7 @@ void pv_logs_close_all(const char *name); /* container gone: end its followers *
 void pv_reconcile(na_agent_t *ag, na_done_fn done, void *ud);
 void pv_reconcile_init(void);
 
-/* ---- backup.c: dumps of postgres members (routes, records, jobs) ---- */
+/* ---- backup_*.c: dumps and pgBackRest backups of postgres members (backup_routes.c) ---- */
 int pv_backups_init(na_agent_t *ag, na_err_t *err);
 void pv_backups_fini(void);
 

@@ -3,8 +3,8 @@
  * with it: Patroni starts the postmaster detached), Raft among the members
  * as its DCS over the overlay. This file: validation and the defaults of
  * the container, the files rendered before a start, and what a live
- * update may change. The configuration is pg_render.c's, the REST client
- * pg_patroni.c's. */
+ * update may change. The configuration is pg_render.c's and pg_conf.c's,
+ * the running side pg_watch.c's and pg_patroni.c's. */
 #include "netagent/file.h"
 #include "netagent/util.h"
 #include "provision/backup.h"

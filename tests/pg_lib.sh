@@ -15,6 +15,7 @@
 #   pg_view AGENT CT FIELD      a field of GET's "patroni" view (role, state, timeline, lag…)
 #   pg_leader CLUSTER N         the index I whose member calls itself leader, else nothing
 #   pg_wait_healthy CLUSTER N SECS
+#   pg_wait_sync CLUSTER N SECS   healthy and a member named synchronous standby (before a drill)
 #   db_certs CLUSTER IP…        a CA and one certificate per member IP under $PKI/db/CLUSTER
 #                               (the layout PG_TLS_DIR wants; needs PKI set, e.g. by mkpki)
 # A client committing in a loop (for drills), table TABLE (id bigint primary key) made by the caller:
@@ -120,6 +121,18 @@ _pg_healthy() { # CLUSTER N
 	[ "$(pg_sql "a$l" "$1-$l" "select count(*) from pg_stat_replication where state = 'streaming'")" = $(($2 - 1)) ]
 }
 pg_wait_healthy() { wait_for "$3" _pg_healthy "$1" "$2"; }
+
+# Healthy, and Patroni has named a synchronous standby (its view shows one): a drill on a cluster
+# whose /sync key is still being rewritten after a failover can leave no member allowed to promote.
+_pg_sync() { # CLUSTER N
+	local i
+	_pg_healthy "$1" "$2" || return 1
+	for ((i = 1; i <= $2; i++)); do
+		[ "$(pg_view "a$i" "$1-$i" role)" = sync_standby ] && return 0
+	done
+	return 1
+}
+pg_wait_sync() { wait_for "$3" _pg_sync "$1" "$2"; }
 
 # Each commit has 3 s (SIGALRM; psycopg2's select-based wait makes libpq interruptible): a
 # commit waiting on a synchronous standby that is gone counts as failed, not as a hang. Its

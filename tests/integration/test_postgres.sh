@@ -129,7 +129,10 @@ drill_end() {
 		if [ "$d" -lt "$3" ]; then ok "$1: writes resume through the gateway within $3 ms ($d ms)"; else not_ok "$1: writes resume within $3 ms" "gap $d ms"; fi
 	else
 		not_ok "$1: writes resume on another member through the gateway" "$(tail -3 "$NA_TMP/acked")"
-		for i in 1 2 3; do diag "db-$i: $(pg_view "a$i" "db-$i" role) $(pg_view "a$i" "db-$i" state)"; done
+		for i in 1 2 3; do
+			diag "db-$i: $(pg_view "a$i" "db-$i" role) $(pg_view "a$i" "db-$i" state); its last lines:"
+			ctl "a$i" ct logs "db-$i" --tail 40 2>&1 | grep -v "no action\|Thread-\|^  \|^Traceback\|Error\|^\s*\^" | tail -8 | sed 's/^/#     /'
+		done
 	fi
 }
 
@@ -142,6 +145,7 @@ NL=$(pg_leader db 3)
 like "a follower became the leader" "$NL" "^[${F[0]}${F[1]}]\$"
 api "a$L" POST "/v1/containers/db-$L/start"
 if pg_wait_healthy db 3 60; then ok "the old leader rejoins as a streaming follower"; else not_ok "the old leader rejoins"; fi
+if pg_wait_sync db 3 60; then ok "a synchronous standby is named again"; else not_ok "a synchronous standby is named again"; fi
 
 L=$(pg_leader db 3)
 sleep 1
@@ -150,6 +154,7 @@ in_host "h$L" ip link set eth0 down
 drill_end "drill 2 (leader's host underlay cut)" "$T0" 20000 "${M[$((L - 1))]}"
 in_host "h$L" ip link set eth0 up
 if pg_wait_healthy db 3 90; then ok "the cut host's member rejoins once its link is back"; else not_ok "the cut host's member rejoins"; fi
+pg_wait_sync db 3 60 || not_ok "a synchronous standby is named after drill 2"
 
 pg_writer_stop
 L=$(pg_leader db 3)
