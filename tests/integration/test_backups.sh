@@ -147,17 +147,19 @@ is "GET …/file streams it (200, application/sql)" \
 is "the streamed file has the recorded size" "$(stat -c %s "$NA_TMP/d1.sql")" "$SIZE"
 
 # The dump restores into an empty PostgreSQL (a scratch pg_ctl instance, unix socket only).
+# As postgres from / : the checkout may be a directory postgres cannot enter (mktemp -d, 0700).
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
 R=$NA_TMP/restore
 mkdir -p "$R/sock" && chown -R postgres: "$R" && chmod 644 "$NA_TMP/d1.sql"
-runuser -u postgres -- $PGBIN/initdb -D "$R/data" -A trust -U postgres >/dev/null 2>&1 &&
-	runuser -u postgres -- $PGBIN/pg_ctl -D "$R/data" -l "$R/log" -o "-c listen_addresses='' -c unix_socket_directories=$R/sock -c port=5499" -w start >/dev/null 2>&1 ||
+as_pg $PGBIN/initdb -D "$R/data" -A trust -U postgres >/dev/null 2>&1 &&
+	as_pg $PGBIN/pg_ctl -D "$R/data" -l "$R/log" -o "-c listen_addresses='' -c unix_socket_directories=$R/sock -c port=5499" -w start >/dev/null 2>&1 ||
 	bail "cannot start the scratch server"
 track_pid "$(head -1 "$R/data/postmaster.pid")"
-rq() { runuser -u postgres -- psql -X -q -A -t -h "$R/sock" -p 5499 -U postgres -d "$1" -c "$2" 2>&1; }
-runuser -u postgres -- psql -X -q -h "$R/sock" -p 5499 -U postgres -d postgres -f "$NA_TMP/d1.sql" >"$NA_TMP/restore.log" 2>&1
+rq() { as_pg psql -X -q -A -t -h "$R/sock" -p 5499 -U postgres -d "$1" -c "$2" 2>&1; }
+as_pg psql -X -q -h "$R/sock" -p 5499 -U postgres -d postgres -f "$NA_TMP/d1.sql" >"$NA_TMP/restore.log" 2>&1
 is "the dump restores into an empty server: table t, same rows" "$(rq postgres 'select count(*), sum(id) from t')" "1000|500500"
 is "and database app with its rows" "$(rq app 'select count(*) from u')" 321
-runuser -u postgres -- $PGBIN/pg_ctl -D "$R/data" -m immediate stop >/dev/null 2>&1
+as_pg $PGBIN/pg_ctl -D "$R/data" -m immediate stop >/dev/null 2>&1
 
 # keep = 2, per_day = 3
 post "$FA" "$FC" '{"type":"dump"}'

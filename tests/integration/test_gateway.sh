@@ -331,7 +331,21 @@ noloadbalance() {
 		[ "$(nsenter --net="$CL1_NS" curl -s -m 2 -o /dev/null -w '%{http_code}' "http://$FOL:8008/replica")" = 503 ]
 }
 wait_for 30 noloadbalance || diag "noloadbalance on $FOL not seen: $("${CTL[@]}" ct exec "$(name_of "$FOL")" -- sh -c 'grep -o "\"tags\": {[^}]*}" /tmp/patroni.yml; ps -eo pid,ppid,args' 2>&1) $(nsenter --net="$CL1_NS" curl -s -m 2 "http://$FOL:8008/patroni")"
+# Once no member's /replica says 200, HAProxy needs fall (2) failed checks, inter 1 s apart, to
+# take the last one out: until then a new connection may still land on it (the new leader too).
+no_replica() {
+	local m c
+	for m in $P1 $P2 $P3; do
+		c=$(nsenter --net="$CL1_NS" curl -s -m 2 -I -o /dev/null -w '%{http_code}' "http://$m:8008/replica")
+		[ "$c" = 200 ] && return 1
+	done
+	return 0
+}
+wait_for 20 no_replica
+sleep 3
 wait_for 20 sh -c "[ \"\$(nsenter --net='$CL1_NS' env PGCONNECT_TIMEOUT=2 $PSQL -XAtq 'host=$NET.8 port=5433 user=postgres dbname=postgres' -c 'select pg_is_in_recovery()' 2>/dev/null)\" = f ]"
-is "replica_port reaches the leader when no follower is healthy" "$(gq 5433 "select inet_server_addr()::text || ' ' || pg_is_in_recovery()::text")" "$NEWL/32 false"
+R=$(gq 5433 "select inet_server_addr()::text || ' ' || pg_is_in_recovery()::text")
+is "replica_port reaches the leader when no follower is healthy" "$R" "$NEWL/32 false" ||
+	diag "follower $FOL, new leader $NEWL; HEAD /replica: $(for m in $P1 $P2 $P3; do printf '%s=%s ' "$m" "$(nsenter --net="$CL1_NS" curl -s -m 2 -I -o /dev/null -w '%{http_code}' "http://$m:8008/replica")"; done); HAProxy: $("${CTL[@]}" ct logs gwp --tail 15 2>&1 | tr '\n' '|') stat: $("${CTL[@]}" ct exec gwp -- python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect("/run/haproxy-admin/admin.sock"); s.sendall(b"show stat\n"); print(s.makefile().read())' 2>&1 | cut -d, -f1,2,18,19,37,38,39,40,57,62,63 | tr '\n' '|')"
 
 finish
