@@ -86,6 +86,9 @@ int pg_members_up(const char *name, char (*up)[NA_ADDR_STRLEN], size_t max);
 
 /* pg_patroni.c: the role's actions and live updates (role.h). Loop thread. */
 int pg_init(na_agent_t *ag, na_err_t *err);
+/* pg_patroni.c, loop thread: a member that runs watches its Raft join
+ * (pg_raft.h); any other state ends the watch. */
+void pg_join_state(const char *name, const pv_spec_t *spec, const char *state);
 void pg_fini(void);
 int pg_apply(const char *name, const pv_spec_t *spec, pv_role_cb cb, void *ud, na_err_t *err);
 

@@ -339,7 +339,34 @@ int pg_init(na_agent_t *ag, na_err_t *err)
 	return na_api_register(ag->api, routes, NA_ARRAY_SIZE(routes), err);
 }
 
+void pg_join_state(const char *name, const pv_spec_t *spec, const char *state)
+{
+	if (!spec || strcmp(state, "running")) {
+		pg_raft_join_stop(name);
+		return;
+	}
+	pg_conf_t conf;
+	na_err_t e = NA_ERR_INIT;
+	const char *m[PG_MAX_MEMBERS];
+	if (pg_spec_conf(spec, &conf, &e) < 0) {
+		na_warn("raft join not watched", "container=%s error=%s", name, e.msg);
+		return;
+	}
+	for (size_t i = 0; i < conf.nmembers; i++)
+		m[i] = conf.members[i];
+	pg_raft_req_t r = {.agent = agent,
+			   .container = name,
+			   .self_ip = conf.ip,
+			   .port = PG_RAFT_PORT,
+			   .password = conf.cert ? conf.raft_pw : NULL,
+			   .members = m,
+			   .nmembers = conf.nmembers};
+	if (pg_raft_join(&r, &e) < 0)
+		na_warn("raft join not watched", "container=%s error=%s", name, e.msg);
+}
+
 void pg_fini(void)
 {
+	pg_raft_fini();
 	pg_watch_fini();
 }

@@ -16,7 +16,8 @@
  * starts over. Stateless: a repeated sync sends only the difference.
  * (Adding a voter by hand as well raced with the node's own request:
  * pysyncobj refused one as "already a member" and then stopped answering
- * status calls for minutes.) */
+ * status calls for minutes. A node whose own request failed is added by
+ * its agent, well after that request: the join below.) */
 #include "provision/pg_raft.h"
 #include "netagent/log.h"
 #include "netagent/util.h"
@@ -67,26 +68,32 @@ static void wait_round(rsync_t *s, const char *why)
 	na_timer_start(s->timer, RAFT_WAIT_MS, 0);
 }
 
-static int admin(rsync_t *s, const char *conn, const char *cmd, const char *node, unsigned tmo,
-		 pv_exec_cb cb)
+/* syncobj_admin -conn CONN [-pass P] CMD [NODE], run in container ct. */
+static int raft_admin(const char *ct, const char *pass, const char *conn, const char *cmd,
+		      const char *node, unsigned tmo, pv_exec_cb cb, void *ud, na_err_t *err)
 {
 	const char *argv[10];
 	size_t k = 0;
 	argv[k++] = "syncobj_admin";
 	argv[k++] = "-conn";
 	argv[k++] = conn;
-	if (s->pass[0]) {
+	if (pass[0]) {
 		argv[k++] = "-pass";
-		argv[k++] = s->pass;
+		argv[k++] = pass;
 	}
 	argv[k++] = cmd;
 	if (node)
 		argv[k++] = node;
 	argv[k] = NULL;
-	pv_exec_req_t x = {
-	    .container = s->ct, .argv = argv, .timeout_ms = tmo, .capture_max = 16384};
+	pv_exec_req_t x = {.container = ct, .argv = argv, .timeout_ms = tmo, .capture_max = 16384};
+	return pv_exec(&x, cb, ud, err);
+}
+
+static int admin(rsync_t *s, const char *conn, const char *cmd, const char *node, unsigned tmo,
+		 pv_exec_cb cb)
+{
 	na_err_t e = NA_ERR_INIT;
-	if (pv_exec(&x, cb, s, &e) < 0) {
+	if (raft_admin(s->ct, s->pass, conn, cmd, node, tmo, cb, s, &e) < 0) {
 		finish(s, -1, &e);
 		return -1;
 	}
@@ -203,4 +210,223 @@ int pg_raft_sync(const pg_raft_req_t *r, pv_role_cb cb, void *ud, na_err_t *err)
 	s->ud = ud;
 	na_timer_start(s->timer, 0, 0); /* cb never runs inside this call */
 	return 0;
+}
+
+/* ---- a new member's join ------------------------------------------------
+ * Patroni's self-add is one request, sent once when Patroni starts, and
+ * pysyncobj's leader refuses a membership change while the previous one
+ * is not committed: two members that start together (a cluster growing
+ * from one to three) can leave one of them out for good, its Patroni
+ * "waiting on raft". A running member that still knows no Raft leader
+ * after JOIN_GRACE_MS (the self-add has long been answered by then: no
+ * race with it) asks its partners who leads and, when the leader does not
+ * count it as a voter, asks the leader to add it; again every
+ * JOIN_RETRY_MS until it follows a leader or JOIN_TOTAL_MS pass. */
+#define JOIN_GRACE_MS 10000
+#define JOIN_RETRY_MS 3000
+#define JOIN_TOTAL_MS 600000
+
+typedef struct rjoin {
+	struct rjoin *next;
+	char ct[64], self[64], pass[160];
+	char others[PG_RAFT_MAX][64];
+	size_t nothers, ask;
+	char leader[64];
+	unsigned long long deadline;
+	na_timer_t *timer;
+	int busy, gone;
+} rjoin_t;
+
+static rjoin_t *joins;
+
+static void j_free(rjoin_t *j)
+{
+	for (rjoin_t **p = &joins; *p; p = &(*p)->next)
+		if (*p == j) {
+			*p = j->next;
+			break;
+		}
+	na_timer_free(j->timer);
+	free(j);
+}
+
+/* The value of "key: value" in syncobj_admin's -status answer. */
+static int status_field(const char *out, const char *key, char *v, size_t n)
+{
+	size_t kl = strlen(key);
+	for (const char *l = out; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (!strncmp(l, key, kl) && l[kl] == ':' && l[kl + 1] == ' ') {
+			const char *a = l + kl + 2;
+			size_t m = strcspn(a, "\r\n");
+			snprintf(v, n, "%.*s", (int)m, a);
+			return 1;
+		}
+	return 0;
+}
+
+static int leader_of(const char *out, char *v, size_t n)
+{
+	return status_field(out, "leader", v, n) && strcmp(v, "None") && v[0];
+}
+
+static void j_round(void *ud);
+
+/* Called at the end of each exec: 1 when the join was cancelled meanwhile
+ * (and is freed now). */
+static int j_back(rjoin_t *j)
+{
+	j->busy = 0;
+	if (!j->gone)
+		return 0;
+	j_free(j);
+	return 1;
+}
+
+static void j_later(rjoin_t *j)
+{
+	if (na_now_ms() > j->deadline) {
+		na_warn("raft: member still follows no leader, giving up",
+			"container=%s after_s=%d", j->ct, JOIN_TOTAL_MS / 1000);
+		j_free(j);
+		return;
+	}
+	na_timer_start(j->timer, JOIN_RETRY_MS, 0);
+}
+
+static void j_exec(rjoin_t *j, const char *conn, const char *cmd, const char *node, pv_exec_cb cb)
+{
+	na_err_t e = NA_ERR_INIT;
+	if (raft_admin(j->ct, j->pass, conn, cmd, node, RAFT_CALL_MS, cb, j, &e) < 0) {
+		na_debug("raft join: exec failed", "container=%s error=%s", j->ct, e.msg);
+		j_later(j);
+		return;
+	}
+	j->busy = 1;
+}
+
+static void j_added(void *ud, int rc, const na_err_t *err, int status, const char *out, size_t len)
+{
+	rjoin_t *j = ud;
+	(void)err;
+	if (j_back(j))
+		return;
+	na_info("raft: asked the leader to add this member", "container=%s leader=%s answer=%.*s",
+		j->ct, j->leader, rc < 0 || status != 0 ? 0 : (int)(len > 40 ? 40 : len),
+		rc < 0 ? "" : out);
+	j_later(j);
+}
+
+static void j_ask(rjoin_t *j);
+
+static void j_asked(void *ud, int rc, const na_err_t *err, int status, const char *out, size_t len)
+{
+	rjoin_t *j = ud;
+	char key[96];
+	(void)err;
+	(void)len;
+	if (j_back(j))
+		return;
+	if (rc < 0 || status != 0 || !leader_of(out, j->leader, sizeof(j->leader))) {
+		j->ask++;
+		j_ask(j);
+		return;
+	}
+	/* Every voter holds the same membership: is this member in it? */
+	snprintf(key, sizeof(key), "partner_node_status_server_%s: ", j->self);
+	if (strstr(out, key)) {
+		j_later(j); /* a voter already, catching up */
+		return;
+	}
+	j_exec(j, j->leader, "-add", j->self, j_added);
+}
+
+static void j_ask(rjoin_t *j)
+{
+	if (j->ask >= j->nothers) {
+		j_later(j);
+		return;
+	}
+	j_exec(j, j->others[j->ask], "-status", NULL, j_asked);
+}
+
+static void j_self(void *ud, int rc, const na_err_t *err, int status, const char *out, size_t len)
+{
+	rjoin_t *j = ud;
+	char v[64];
+	(void)err;
+	(void)len;
+	if (j_back(j))
+		return;
+	if (rc == 0 && status == 0 && leader_of(out, v, sizeof(v))) {
+		na_debug("raft: member follows a leader", "container=%s leader=%s", j->ct, v);
+		j_free(j);
+		return;
+	}
+	j->ask = 0;
+	j_ask(j);
+}
+
+static void j_round(void *ud)
+{
+	rjoin_t *j = ud;
+	j_exec(j, j->self, "-status", NULL, j_self);
+}
+
+void pg_raft_join_stop(const char *container)
+{
+	for (rjoin_t *j = joins, *n; j; j = n) {
+		n = j->next;
+		if (strcmp(j->ct, container))
+			continue;
+		if (j->busy) {
+			/* its exec's callback frees it */
+			j->gone = 1;
+			na_timer_stop(j->timer);
+		} else {
+			j_free(j);
+		}
+	}
+}
+
+int pg_raft_join(const pg_raft_req_t *r, na_err_t *err)
+{
+	pg_raft_join_stop(r->container);
+	if (r->nmembers < 2)
+		return 0;
+	if (r->nmembers > PG_RAFT_MAX)
+		return na_err_set(err, 422, "invalid_field", "postgres.members",
+				  "at most %d Raft voters", PG_RAFT_MAX);
+	rjoin_t *j = calloc(1, sizeof(*j));
+	if (!j || !(j->timer = na_timer_new(r->agent, j_round, j))) {
+		free(j);
+		return na_err_errno(err, ENOMEM, "raft join");
+	}
+	snprintf(j->ct, sizeof(j->ct), "%s", r->container);
+	snprintf(j->self, sizeof(j->self), "%s:%d", r->self_ip, r->port);
+	snprintf(j->pass, sizeof(j->pass), "%s", r->password ? r->password : "");
+	for (size_t i = 0; i < r->nmembers; i++)
+		if (strcmp(r->members[i], r->self_ip))
+			snprintf(j->others[j->nothers++], sizeof(j->others[0]), "%s:%d",
+				 r->members[i], r->port);
+	j->deadline = na_now_ms() + JOIN_TOTAL_MS;
+	j->next = joins;
+	joins = j;
+	na_timer_start(j->timer, JOIN_GRACE_MS, 0);
+	return 0;
+}
+
+void pg_raft_fini(void)
+{
+	while (joins) {
+		rjoin_t *j = joins;
+		if (j->busy) {
+			/* the exec's callback frees it; take it off the list */
+			joins = j->next;
+			j->next = NULL;
+			j->gone = 1;
+			na_timer_stop(j->timer);
+		} else {
+			j_free(j);
+		}
+	}
 }

@@ -22,10 +22,20 @@ typedef struct pg_raft_req {
 } pg_raft_req_t;
 
 /* Loop thread: removes the voters no longer wanted, one at a time, each
- * once every voter that stays is connected (a new member adds itself:
- * pg_raft.c); cb once done, or with 503 raft_unavailable after 2 minutes
+ * once every voter that stays is connected (a new member adds itself, or
+ * pg_raft_join has it added); cb once done, or with 503 raft_unavailable after 2 minutes
  * of waiting (the reason in the message). A repeat changes nothing.
  * Witnesses (voters without PostgreSQL) are members like the others. */
 int pg_raft_sync(const pg_raft_req_t *r, pv_role_cb cb, void *ud, na_err_t *err);
+
+/* Loop thread: a member that started watches its own join (pg_raft.c):
+ * when it follows no Raft leader after 10 s it asks the leader to add
+ * it, until it does (10 minutes at most). Replaces the container's
+ * previous watch; nothing for a single member. */
+int pg_raft_join(const pg_raft_req_t *r, na_err_t *err);
+/* Loop thread: the container stopped or went away. */
+void pg_raft_join_stop(const char *container);
+/* Module stop. */
+void pg_raft_fini(void);
 
 #endif

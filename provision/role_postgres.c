@@ -211,6 +211,7 @@ static void state(const char *name, const pv_spec_t *spec, const char *st)
 	if (spec)
 		pv_role_note_subnets(spec);
 	pg_state(name, spec, st);
+	pg_join_state(name, spec, st);
 	/* pgBackRest's TLS server beside Patroni: a backup can run on any
 	 * member (docs/backups.md). */
 	bk_server_state(name, spec, st);

@@ -546,7 +546,8 @@ stop_etcd_cluster() {
 }
 
 # ---------------------------------------------------------------- VIP sampler
-# start_vip_sampler OUT "ADDR [ADDR6…]" HOST…: in the background, one line per round into OUT:
+# start_vip_sampler OUT "ADDR [ADDR6…]" HOST…: (a HOST starting with / is a namespace path, e.g. a
+# gateway container's) in the background, one line per round into OUT:
 # "ms" then, for each host and each address, 1 when the host holds the address (first read),
 # then the same columns again counting a host only when a second read, made in the reverse
 # host order, saw it hold it too, then (diagnostics) the first read's bare address columns.
@@ -562,7 +563,9 @@ stop_etcd_cluster() {
 start_vip_sampler() {
 	local out=$1 addrs=$2 h nss=()
 	shift 2
-	for h in "$@"; do nss+=("/run/netns/$(hostns "$h")"); done
+	for h in "$@"; do
+		case $h in /*) nss+=("$h") ;; *) nss+=("/run/netns/$(hostns "$h")") ;; esac
+	done
 	"$PY" - "$addrs" "${nss[@]}" >"$out" 2>"$out.err" <<'PYEOF' &
 import ctypes, os, socket, struct, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
