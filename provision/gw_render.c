@@ -332,7 +332,17 @@ static void backend(sbuf_t *b, const gw_conf_t *c, const char *name, const char 
 	 * traceback per check. */
 	put(b, "\toption httpchk HEAD %s\n", path);
 	put(b, "\thttp-check expect status 200\n");
-	put(b, "\tdefault-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions\n");
+	/* Patroni keeps answering 200 on /primary while it demotes (its role
+	 * changes once PostgreSQL runs as a replica, seconds after it stopped
+	 * accepting): a connection the old leader refuses marks it down at
+	 * once, and the retry goes to a server still up. A server that is down
+	 * is checked every 250 ms, so a new leader takes connections a quarter
+	 * of a second after Patroni calls it primary. */
+	put(b,
+	    "\tdefault-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 "
+	    "on-marked-down shutdown-sessions observe layer4 error-limit 1 on-error mark-down\n");
+	put(b, "\tretries 2\n");
+	put(b, "\toption redispatch 1\n");
 	for (size_t i = 0; i < c->nbe; i++) {
 		char sn[80], a[NA_ADDR_STRLEN];
 		gw_server_name(&c->be[i], sn, sizeof(sn));

@@ -109,7 +109,9 @@ static void test_defaults(void **st)
 	assert_non_null(
 	    strstr(cfg, "option httpchk HEAD /primary\n\thttp-check expect status 200"));
 	assert_non_null(
-	    strstr(cfg, "default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions"));
+	    strstr(cfg, "default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 "
+			"on-marked-down shutdown-sessions observe layer4 error-limit 1 "
+			"on-error mark-down\n\tretries 2\n\toption redispatch 1\n"));
 	assert_non_null(strstr(cfg, "server pg-198.18.1.2-5432 198.18.1.2:5432 check port 8008\n"));
 	assert_non_null(strstr(cfg, "server pg-198.18.1.3-6432 198.18.1.3:6432 check port 9008\n"));
 	assert_non_null(strstr(cfg, "server-state-file " GW_ADMIN_DIR "/servers.state"));
