@@ -6,9 +6,10 @@
  *   backoff 200 ms doubling to 2 s after a failure, then stream again from
  *           rev + 1 (nothing lost, nothing twice) or range if none held
  * A compacted start revision or any cancel from etcd means history has a
- * hole for us: range again (reset). A stream silent for idle_ms (a frozen
- * member, a half-open connection) is given up and resumed elsewhere; a
- * member that loses its leader ends the stream itself (hasleader). */
+ * hole for us: range again (reset). A stream silent for idle_ms is probed
+ * with a read at its member; unanswered (a frozen member, one cut from its
+ * quorum) the stream is given up and resumed elsewhere; a member that
+ * loses its leader ends the stream itself (hasleader). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #define BACKOFF_MIN_MS	200
 #define BACKOFF_MAX_MS	2000
 #define IDLE_DEFAULT_MS 30000
+#define PROBE_MAX_MS	3000
 
 enum tmode { T_NONE, T_BACKOFF, T_IDLE };
 
@@ -35,6 +37,7 @@ struct na_etcd_watch {
 	int64_t rev;  /* last revision delivered */
 	int64_t from; /* start_revision of the current stream */
 	etcd_xfer_t *x;
+	etcd_xfer_t *probe; /* a read asking whether a quiet stream's member lives */
 	size_t ep;
 	int ranging, resync_again, need_range;
 	int up; /* last state told: -1 none yet */
@@ -83,6 +86,9 @@ static void end_stream(watch_t *w)
 	if (w->x)
 		etcd_xfer_abort(w->x);
 	w->x = NULL;
+	if (w->probe)
+		etcd_xfer_abort(w->probe);
+	w->probe = NULL;
 	uv_timer_stop(&w->timer);
 	w->tmode = T_NONE;
 }
@@ -302,6 +308,59 @@ static void start_stream(watch_t *w)
 	arm(w, T_IDLE, w->idle_ms);
 }
 
+/* A quiet prefix sends nothing, and etcd's progress notifications come
+ * every 10 minutes by default: silence alone does not tell a quiet stream
+ * from a frozen member or a stalled stream. A linearizable read of the
+ * watched key at the stream's member does: it answers only from a member
+ * that lives and is part of a quorum. Answered, the stream stays; not
+ * answered within its deadline, the stream is given up and resumed
+ * elsewhere. */
+static void on_probe_done(void *ud, etcd_xfer_t *x)
+{
+	watch_t *w = ud;
+	if (x != w->probe)
+		return;
+	w->probe = NULL;
+	if (gone(w) || !w->x)
+		return;
+	if (x->rc == CURLE_OK && x->http_code == 200) {
+		w->last_data = na_now_ms();
+		arm(w, T_IDLE, w->idle_ms);
+		return;
+	}
+	na_err_t err = NA_ERR_INIT;
+	if (x->rc != CURLE_OK)
+		etcd_xfer_error(x, &err);
+	else
+		na_err_set(&err, 503, NA_ETCD_EUNAVAILABLE, NULL, "HTTP %ld", x->http_code);
+	char msg[sizeof(err.msg)];
+	snprintf(msg, sizeof(msg), "%s", err.msg);
+	na_err_set(&err, 503, NA_ETCD_EUNAVAILABLE, NULL,
+		   "etcd at %s: watch stream silent and the member does not answer a read: %s",
+		   w->e->eps[w->ep].url, msg);
+	stream_failed(w, ETCD_UNAVAILABLE, &err);
+}
+
+static void start_probe(watch_t *w, unsigned long long quiet)
+{
+	na_err_t err = NA_ERR_INIT;
+	json_t *req = etcd_key_req(w->key, 0);
+	char *body = NULL;
+	if (req && json_object_set_new(req, "count_only", json_true()) == 0)
+		body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	long tmo = w->idle_ms / 2 < PROBE_MAX_MS ? w->idle_ms / 2 : PROBE_MAX_MS;
+	if (!body || etcd_xfer_start(w->e, w->ep, "/v3/kv/range", body, tmo, on_probe_done, NULL, w,
+				     &w->probe, &err) < 0) {
+		w->probe = NULL;
+		if (!body)
+			na_err_errno(&err, ENOMEM, "etcd watch");
+		na_debug("etcd watch probe not sent", "key=%s quiet_ms=%llu error=\"%s\"", w->key,
+			 quiet, err.msg);
+		stream_failed(w, ETCD_UNAVAILABLE, &err);
+	}
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	watch_t *w = t->data;
@@ -322,10 +381,8 @@ static void on_timer(uv_timer_t *t)
 		arm(w, T_IDLE, w->idle_ms - (long)quiet);
 		return;
 	}
-	na_err_t err = NA_ERR_INIT;
-	na_err_set(&err, 503, NA_ETCD_EUNAVAILABLE, NULL,
-		   "etcd at %s: watch stream silent for %llu ms", w->e->eps[w->ep].url, quiet);
-	stream_failed(w, ETCD_UNAVAILABLE, &err);
+	if (!w->probe)
+		start_probe(w, quiet);
 }
 
 /* ---- API ---- */

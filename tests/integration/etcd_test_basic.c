@@ -303,6 +303,23 @@ static void basic_progress(na_etcd_t *e, na_etcd_t *other)
 	/* 3 idle periods of 5 s would restart it if progress did not count */
 	na_etcd_watch_stop(w);
 	wcol_free(&c);
+
+	/* Silent for longer than idle_ms (600 ms, progress every 1 s): each
+	 * time a read at the member answers, and the stream stays. */
+	wcol_t q = {0};
+	na_etcd_watch_cfg_t qc = {.prefix = 1, .idle_ms = 600};
+	w = na_etcd_watch(e, "/T/quiet2/", &qc, &wcol_ops, &q, &err);
+	run_until(&q.ups, 5000);
+	run_for(4000);
+	put(other, "/T/quiet2/k", "v", 0);
+	for (int i = 0; i < 20 && q.nev < 1; i++)
+		run_for(100);
+	ok(q.ups == 1 && q.downs == 0 && q.resets == 1 && q.nev == 1,
+	   "a stream silent past idle_ms whose member answers a read stays up (4 s at idle_ms "
+	   "600: %d up, %d down), and its next event arrives",
+	   q.ups, q.downs);
+	na_etcd_watch_stop(w);
+	wcol_free(&q);
 }
 
 /* 5,000 keys of ~250 bytes: the reset a vxlan learner gets at start. */
