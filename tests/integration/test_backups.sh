@@ -255,7 +255,9 @@ sleep 1.5
 pg_sql "a$L" "db1-$L" "insert into p values ('t3')" >/dev/null
 SEG=$(pg_sql "a$L" "db1-$L" "select pg_walfile_name(pg_current_wal_lsn())")
 pg_sql "a$L" "db1-$L" "select pg_switch_wal()" >/dev/null
-archived() { [ "$(pg_sql "a$L" "db1-$L" "select last_archived_wal >= '$SEG' from pg_stat_archiver")" = t ]; }
+# pg_stat_archiver and the repository itself: the restore below needs the segment there.
+in_repo() { compgen -G "$REPO_ROOT/db1/archive/db1/15-*/${1:0:16}/$1-*" >/dev/null; }
+archived() { [ "$(pg_sql "a$L" "db1-$L" "select last_archived_wal >= '$SEG' from pg_stat_archiver")" = t ] && in_repo "$SEG"; }
 wait_for 30 archived && ok "the segment holding t3 is archived by the leader" ||
 	not_ok "WAL archived" "$(pg_sql "a$L" "db1-$L" 'select * from pg_stat_archiver')"
 
@@ -322,7 +324,7 @@ N=$(pg_leader db1 3)
 pg_sql "a$N" "db1-$N" "insert into p values ('t4')" >/dev/null
 SEG=$(pg_sql "a$N" "db1-$N" "select pg_walfile_name(pg_current_wal_lsn())")
 pg_sql "a$N" "db1-$N" "select pg_switch_wal()" >/dev/null
-archived_n() { [ "$(pg_sql "a$N" "db1-$N" "select last_archived_wal >= '$SEG' from pg_stat_archiver")" = t ]; }
+archived_n() { [ "$(pg_sql "a$N" "db1-$N" "select last_archived_wal >= '$SEG' from pg_stat_archiver")" = t ] && in_repo "$SEG"; }
 wait_for 30 archived_n && ok "the new leader archives its timeline ($SEG) into the same stanza" ||
 	not_ok "the new leader archives" "$(pg_sql "a$N" "db1-$N" 'select * from pg_stat_archiver')"
 ARCH=$(ls -d "$REPO_ROOT"/db1/archive/db1/15-*/ | head -1)

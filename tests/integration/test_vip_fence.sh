@@ -121,7 +121,8 @@ is "fence state in GET /v1/host of the holder: renewals succeed" "$(api a1 GET /
 T0=$(mstime)
 in_host h1 nft delete table ip "$(table_of h1)"
 in_host h1 nft delete table arp "$(table_of h1)"
-if wait_for 2 has_table h1 ip && has_table h1 arp && live_elem h1; then ok "fence tables deleted by hand are back with a live element ($(($(mstime) - T0)) ms)"; else not_ok "fence rebuilt" "$(in_host h1 nft list ruleset)"; fi
+rebuilt() { has_table h1 ip && has_table h1 arp && live_elem h1; }
+if wait_for 2 rebuilt; then ok "fence tables deleted by hand are back with a live element ($(($(mstime) - T0)) ms)"; else not_ok "fence rebuilt" "$(in_host h1 nft list ruleset)"; fi
 grep -q "vip fence built" "$(agent_log a1)" && ok "the agent logged the rebuild" || not_ok "rebuild logged"
 sleep 0.5
 is "still h1 after the rebuild" "$(holders)" h1
