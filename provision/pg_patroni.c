@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ACT_TIMEOUT_MS 40000 /* Patroni answers a switchover once it is done */
 
@@ -47,7 +48,7 @@ static int refused(struct act_job *j, const char *path, na_err_t *err)
 
 /* The dynamic configuration becomes the one wanted: PATCH merges, so a
  * parameter the spec no longer names is set to null (removed). */
-static int w_config(struct act_job *j, na_err_t *err)
+static int w_config_once(struct act_job *j, na_err_t *err)
 {
 	char *cur = NULL;
 	if (pg_http(&j->t, "GET", "/config", NULL, 5000, &j->status, &cur, err) < 0)
@@ -72,6 +73,26 @@ static int w_config(struct act_job *j, na_err_t *err)
 	if (rc < 0)
 		return -1;
 	return j->status >= 200 && j->status < 300 ? 0 : refused(j, "/config", err);
+}
+
+/* Patroni writes /config with a compare-and-set on its index and answers
+ * 409 when the write lost, also when its Raft could not commit it (a
+ * membership change in progress: members joining); 503 while it has no
+ * configuration yet. Read and PATCH again, CONFIG_TRY_MS in all. */
+#define CONFIG_TRY_MS 10000
+static int w_config(struct act_job *j, na_err_t *err)
+{
+	unsigned long long end = na_now_ms() + CONFIG_TRY_MS;
+	for (;;) {
+		j->status = 0;
+		int rc = w_config_once(j, err);
+		if (rc == 0 || (j->status != 409 && j->status != 503) || na_now_ms() > end)
+			return rc;
+		free(j->answer);
+		j->answer = NULL;
+		na_err_clear(err);
+		usleep(500 * 1000);
+	}
 }
 
 static int w_act(void *arg, na_err_t *err)
