@@ -27,7 +27,13 @@ ETCD_REAL=$(pgrep -P "$(etcd_pid 1)" -x etcd | head -n1)
 [ -n "$ETCD_REAL" ] || ETCD_REAL=$(etcd_pid 1)
 for h in $HOSTS; do mkhost $h; done
 mkhost cl
-for h in $HOSTS cl; do in_host $h ip -6 addr add "2001:db8::$((${#h} + RANDOM % 200 + 10))/64" dev eth0 nodad 2>/dev/null; done
+# Fixed, distinct host addresses (nodad hides a duplicate; a random draw once could repeat
+# one or equal the VIP): h1..h3 are ::11..::13, the client ::20.
+for h in $HOSTS cl; do
+	a=20
+	[ "$h" != cl ] && a=1${h#h}
+	in_host $h ip -6 addr add "2001:db8::$a/64" dev eth0 nodad || bail "IPv6 address on $h"
+done
 PORT=$(pick_port h1)
 for h in $HOSTS; do
 	nsenter --net="/run/netns/$(hostns $h)" "$PY" -c '
