@@ -129,55 +129,76 @@ static int in_want(const rsync_t *s, const char *v)
 	return 0;
 }
 
+int pg_raft_status_parse(const char *out, pg_raft_status_t *st)
+{
+	static const char partner[] = "partner_node_status_server_";
+	int term = 0;
+	memset(st, 0, sizeof(*st));
+	for (const char *l = out; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		/* the key ends at ": " (a node id holds a ':' of its own) */
+		const char *sep = strstr(l, ": "), *eol = l + strcspn(l, "\r\n");
+		if (!sep || sep > eol)
+			continue;
+		const char *v = sep + 2;
+		int kl = (int)(sep - l), vl = (int)(eol - v);
+		if (kl == 9 && !strncmp(l, "raft_term", 9)) {
+			term = 1;
+		} else if (kl == 6 && !strncmp(l, "leader", 6)) {
+			if (vl > 0 && !(vl == 4 && !strncmp(v, "None", 4)))
+				snprintf(st->leader, sizeof(st->leader), "%.*s", vl, v);
+		} else if (kl > (int)sizeof(partner) - 1 &&
+			   !strncmp(l, partner, sizeof(partner) - 1) &&
+			   st->npartner < NA_ARRAY_SIZE(st->partner)) {
+			/* 2 is connected, 0 not */
+			snprintf(st->partner[st->npartner].node, sizeof(st->partner[0].node),
+				 "%.*s", kl - (int)sizeof(partner) + 1, l + sizeof(partner) - 1);
+			st->partner[st->npartner++].up = atoi(v) == 2;
+		}
+	}
+	return term ? 0 : -1;
+}
+
+int pg_raft_status_has(const pg_raft_status_t *st, const char *node)
+{
+	for (size_t i = 0; i < st->npartner; i++)
+		if (!strcmp(st->partner[i].node, node))
+			return 1;
+	return 0;
+}
+
 static void status_read(void *ud, int rc, const na_err_t *err, int status, const char *out,
 			size_t len)
 {
 	rsync_t *s = ud;
+	pg_raft_status_t st;
 	char why[200];
 	(void)len;
 	if (rc < 0) {
 		finish(s, -1, err);
 		return;
 	}
-	if (status != 0 || !strstr(out, "raft_term")) {
+	if (status != 0 || pg_raft_status_parse(out, &st) < 0) {
 		snprintf(why, sizeof(why), "the Raft node of %s does not answer (exit %d)", s->ct,
 			 status);
 		wait_round(s, why);
 		return;
 	}
-	struct {
-		char node[64];
-		int up;
-	} have[2 * PG_RAFT_MAX];
-	size_t nhave = 0;
-	static const char key[] = "partner_node_status_server_";
-	for (const char *p = strstr(out, key); p && nhave < NA_ARRAY_SIZE(have);
-	     p = strstr(p + 1, key)) {
-		/* "ip:port: 2" — the node id holds one ':' itself; 2 is
-		 * connected, 0 not. */
-		const char *a = p + sizeof(key) - 1, *e = strchr(a, ':');
-		e = e ? strchr(e + 1, ':') : NULL;
-		if (!e)
-			break;
-		snprintf(have[nhave].node, sizeof(have[0].node), "%.*s", (int)(e - a), a);
-		have[nhave++].up = atoi(e + 1) == 2;
-	}
-	size_t gone = nhave;
-	for (size_t k = 0; k < nhave && gone == nhave; k++)
-		if (!in_want(s, have[k].node))
+	size_t gone = st.npartner;
+	for (size_t k = 0; k < st.npartner && gone == st.npartner; k++)
+		if (!in_want(s, st.partner[k].node))
 			gone = k;
-	if (gone == nhave) {
+	if (gone == st.npartner) {
 		finish(s, 0, NULL);
 		return;
 	}
-	for (size_t i = 0; i < nhave; i++)
-		if (i != gone && in_want(s, have[i].node) && !have[i].up) {
+	for (size_t i = 0; i < st.npartner; i++)
+		if (i != gone && in_want(s, st.partner[i].node) && !st.partner[i].up) {
 			snprintf(why, sizeof(why), "voter %.63s is not connected yet",
-				 have[i].node);
+				 st.partner[i].node);
 			wait_round(s, why);
 			return;
 		}
-	snprintf(s->target, sizeof(s->target), "%.63s", have[gone].node);
+	snprintf(s->target, sizeof(s->target), "%.63s", st.partner[gone].node);
 	snprintf(s->change, sizeof(s->change), "-remove");
 	admin(s, s->self, "-remove", s->target, RAFT_CHANGE_MS, changed);
 }
@@ -250,25 +271,6 @@ static void j_free(rjoin_t *j)
 	free(j);
 }
 
-/* The value of "key: value" in syncobj_admin's -status answer. */
-static int status_field(const char *out, const char *key, char *v, size_t n)
-{
-	size_t kl = strlen(key);
-	for (const char *l = out; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-		if (!strncmp(l, key, kl) && l[kl] == ':' && l[kl + 1] == ' ') {
-			const char *a = l + kl + 2;
-			size_t m = strcspn(a, "\r\n");
-			snprintf(v, n, "%.*s", (int)m, a);
-			return 1;
-		}
-	return 0;
-}
-
-static int leader_of(const char *out, char *v, size_t n)
-{
-	return status_field(out, "leader", v, n) && strcmp(v, "None") && v[0];
-}
-
 static void j_round(void *ud);
 
 /* Called at the end of each exec: 1 when the join was cancelled meanwhile
@@ -321,19 +323,19 @@ static void j_ask(rjoin_t *j);
 static void j_asked(void *ud, int rc, const na_err_t *err, int status, const char *out, size_t len)
 {
 	rjoin_t *j = ud;
-	char key[96];
+	pg_raft_status_t st;
 	(void)err;
 	(void)len;
 	if (j_back(j))
 		return;
-	if (rc < 0 || status != 0 || !leader_of(out, j->leader, sizeof(j->leader))) {
+	if (rc < 0 || status != 0 || pg_raft_status_parse(out, &st) < 0 || !st.leader[0]) {
 		j->ask++;
 		j_ask(j);
 		return;
 	}
+	snprintf(j->leader, sizeof(j->leader), "%s", st.leader);
 	/* Every voter holds the same membership: is this member in it? */
-	snprintf(key, sizeof(key), "partner_node_status_server_%s: ", j->self);
-	if (strstr(out, key)) {
+	if (pg_raft_status_has(&st, j->self)) {
 		j_later(j); /* a voter already, catching up */
 		return;
 	}
@@ -352,13 +354,14 @@ static void j_ask(rjoin_t *j)
 static void j_self(void *ud, int rc, const na_err_t *err, int status, const char *out, size_t len)
 {
 	rjoin_t *j = ud;
-	char v[64];
+	pg_raft_status_t st;
 	(void)err;
 	(void)len;
 	if (j_back(j))
 		return;
-	if (rc == 0 && status == 0 && leader_of(out, v, sizeof(v))) {
-		na_debug("raft: member follows a leader", "container=%s leader=%s", j->ct, v);
+	if (rc == 0 && status == 0 && pg_raft_status_parse(out, &st) == 0 && st.leader[0]) {
+		na_debug("raft: member follows a leader", "container=%s leader=%s", j->ct,
+			 st.leader);
 		j_free(j);
 		return;
 	}

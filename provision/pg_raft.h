@@ -21,6 +21,22 @@ typedef struct pg_raft_req {
 	size_t nmembers;
 } pg_raft_req_t;
 
+/* One member's view, from pysyncobj's `syncobj_admin -status` ("key: value"
+ * lines; node ids are "ip:port"). */
+typedef struct pg_raft_status {
+	char leader[64]; /* "" while it follows no leader */
+	struct {
+		char node[64];
+		int up; /* connected */
+	} partner[2 * PG_RAFT_MAX];
+	size_t npartner;
+} pg_raft_status_t;
+
+/* -1 when OUT is not a status answer (no raft_term line). */
+int pg_raft_status_parse(const char *out, pg_raft_status_t *st);
+/* 1 when NODE is one of the partners, i.e. a voter in this member's view. */
+int pg_raft_status_has(const pg_raft_status_t *st, const char *node);
+
 /* Loop thread: removes the voters no longer wanted, one at a time, each
  * once every voter that stays is connected (a new member adds itself, or
  * pg_raft_join has it added); cb once done, or with 503 raft_unavailable after 2 minutes

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "provision/pg.h"
+#include "provision/pg_raft.h"
 
 #define MEMBERS "\"members\":[\"198.18.1.2\",\"198.18.1.3\",\"198.18.1.4\"]"
 #define BASE                                                                                       \
@@ -171,12 +172,53 @@ static void test_single_and_overrides(void **st)
 	json_decref(b);
 }
 
+/* syncobj_admin -status, as pysyncobj 0.3 prints it (sorted "key: value"). */
+static void test_raft_status(void **state)
+{
+	(void)state;
+	pg_raft_status_t st;
+	const char *follower = "commit_idx: 41\n"
+			       "has_quorum: True\n"
+			       "leader: 198.18.10.11:5010\n"
+			       "leader_commit_idx: 41\n"
+			       "partner_node_status_server_198.18.10.11:5010: 2\n"
+			       "partner_node_status_server_198.18.10.13:5010: 0\n"
+			       "partner_nodes_count: 2\n"
+			       "raft_term: 3\n"
+			       "readonly_nodes_count: 0\n"
+			       "self: 198.18.10.12:5010\n"
+			       "state: 0\n";
+	assert_int_equal(pg_raft_status_parse(follower, &st), 0);
+	assert_string_equal(st.leader, "198.18.10.11:5010");
+	assert_int_equal(st.npartner, 2);
+	assert_string_equal(st.partner[0].node, "198.18.10.11:5010");
+	assert_int_equal(st.partner[0].up, 1);
+	assert_string_equal(st.partner[1].node, "198.18.10.13:5010");
+	assert_int_equal(st.partner[1].up, 0);
+	assert_true(pg_raft_status_has(&st, "198.18.10.13:5010"));
+	/* the member itself is no partner of its own; a prefix is not a node */
+	assert_false(pg_raft_status_has(&st, "198.18.10.12:5010"));
+	assert_false(pg_raft_status_has(&st, "198.18.10.1"));
+
+	/* a node that follows nobody yet, without partners, CRLF lines */
+	assert_int_equal(pg_raft_status_parse("leader: None\r\nraft_term: 0\r\n", &st), 0);
+	assert_string_equal(st.leader, "");
+	assert_int_equal(st.npartner, 0);
+	/* not a status: an error text, or nothing */
+	assert_int_equal(pg_raft_status_parse("Error: timeout\n", &st), -1);
+	assert_int_equal(pg_raft_status_parse("", &st), -1);
+	/* a key without its separator is skipped, not misread */
+	assert_int_equal(pg_raft_status_parse("leader:198.18.10.11:5010\nraft_term: 1", &st), 0);
+	assert_string_equal(st.leader, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_render),
 	    cmocka_unit_test(test_single_and_overrides),
+	    cmocka_unit_test(test_raft_status),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
