@@ -18,9 +18,6 @@ source tests/lib.sh
 source bench/summary.sh
 # shellcheck source=../tests/pg_lib.sh
 source tests/pg_lib.sh
-# The run's summary table (bench/run.sh), when this tree has it.
-# shellcheck source=summary.sh
-[ -f bench/summary.sh ] && source bench/summary.sh
 export NA_LOG_LEVEL=info
 command -v pgbench >/dev/null && command -v patroni >/dev/null && command -v pgbackrest >/dev/null ||
 	{ echo "postgresql-15 (pgbench), patroni and pgbackrest are needed (scripts/deps.sh)"; exit 1; }
