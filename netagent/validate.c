@@ -2,7 +2,9 @@
 #include "netagent/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NA_NAME_MAX 63
@@ -316,4 +318,24 @@ void na_mac_fmt(const uint8_t mac[6], char *buf, size_t n)
 {
 	snprintf(buf, n, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
 		 mac[5]);
+}
+
+int na_env_int(const char *name, int def, int min, int max, int *out, na_err_t *err)
+{
+	const char *s = getenv(name);
+	if (!s || !*s) {
+		*out = def;
+		return 0;
+	}
+	char *end = (char *)s;
+	long v = 0;
+	const char *d = s + (s[0] == '-');
+	errno = 0;
+	if (*d >= '0' && *d <= '9') /* strtol would also take blanks and a '+' */
+		v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < min || v > max)
+		return na_err_set(err, 2, "usage", NULL, "%s must be an integer in %d..%d", name,
+				  min, max);
+	*out = (int)v;
+	return 0;
 }

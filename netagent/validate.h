@@ -33,10 +33,15 @@ int na_ipv4_parse(const char *s, uint32_t *addr);	     /* dotted quad only */
 int na_cidr_parse(const char *s, uint32_t *addr, int *plen); /* a.b.c.d/n */
 void na_ipv4_fmt(uint32_t addr, char *buf, size_t n);
 void na_cidr_fmt(uint32_t addr, int plen, char *buf, size_t n);
-    /* "a.b.c.d/n", buf >= 20 */    /* buf >= 16 */
+/* "a.b.c.d/n", buf >= 20 */	    /* buf >= 16 */
 int na_ipv4_unicast(uint32_t addr); /* not 0/8, 127/8, multicast, broadcast, class E */
 /* "aa:bb:cc:dd:ee:ff" → 6 bytes; rejects multicast (bit 0 of first byte) and zero. */
 int na_mac_parse(const char *s, uint8_t mac[6]);
 void na_mac_fmt(const uint8_t mac[6], char *buf, size_t n); /* buf >= 18 */
+
+/* A tuning knob from the environment: NAME unset or empty gives def; an
+ * integer in [min, max] is taken; anything else is a usage error (status 2)
+ * naming the variable and its range, so a typo stops the agent at start. */
+int na_env_int(const char *name, int def, int min, int max, int *out, na_err_t *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include "netagent/log.h"
 #include "netagent/metrics.h"
 #include "netagent/util.h"
+#include "netagent/validate.h"
 #include "vip/vip_int.h"
 
 #include <stdlib.h>
@@ -17,18 +18,7 @@ static int tunable(const char *name, int def, int min, int max, int *out, na_err
 {
 	char env[64];
 	snprintf(env, sizeof(env), "NETAGENT_VIP_%s", name);
-	const char *s = getenv(env);
-	if (!s || !*s) {
-		*out = def;
-		return 0;
-	}
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (*end || v < min || v > max)
-		return na_err_set(err, 2, "usage", NULL, "%s must be an integer in %d..%d", env,
-				  min, max);
-	*out = (int)v;
-	return 0;
+	return na_env_int(env, def, min, max, out, err);
 }
 
 /* Defaults and the timing argument behind them: docs/vip.md. */

@@ -3,6 +3,7 @@
 #include "netagent/metrics.h"
 #include "netagent/nl.h"
 #include "netagent/util.h"
+#include "netagent/validate.h"
 #include "vxlan/vx_int.h"
 
 static void collect(FILE *out, void *ud)
@@ -43,6 +44,8 @@ static void collect(FILE *out, void *ud)
 static int init(na_agent_t *ag, na_err_t *err)
 {
 	vx.ag = ag;
+	if (na_env_int("NETAGENT_VX_SWEEP_MS", VX_SWEEP_MS, 1000, 86400000, &vx.sweep_ms, err) < 0)
+		return -1;
 	snprintf(vx.netns_dir, sizeof(vx.netns_dir), "%s/netns", ag->cfg.run_dir);
 	if (na_netns_self_ids(&vx.self_nsid, &vx.init_nsid, err) < 0)
 		return -1;

@@ -4,7 +4,7 @@
  * target namespace, has a netlink socket subscribed to the notifications
  * that matter (links, neighbours and FDB, IPv4 addresses); a notification
  * marks the network dirty, and a reconcile of that network follows within
- * ~0.2 s. The periodic round only sweeps each network every VX_SWEEP_MS as
+ * ~0.2 s. The periodic round only sweeps each network every vx.sweep_ms as
  * a backstop (and networks whose watch could not be opened, every round).
  *
  * Our own changes notify us too: a notification waits until the network's

@@ -123,6 +123,20 @@ if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then ok "a second agent on a live socket ex
 api a1 GET /v1/health
 is "the first agent still owns its socket" "$HTTP_CODE $(json_get name "$HTTP_BODY")" "200 $(agent_name a1)"
 
+# ---- a tuning variable out of its range stops the agent at start, naming it (exit 2)
+d3=$(agent_dir knob)
+mkdir -p "$d3/state" "$d3/run"
+for v in 12ms 999 " 60000"; do
+	NETAGENT_VX_SWEEP_MS=$v nsenter --net="/run/netns/$(hostns h1)" timeout 5 "$NETAGENT" --name "$(agent_name knob)" \
+		--state-dir "$d3/state" --run-dir "$d3/run" --socket "$d3/sock" >"$d3/log" 2>&1
+	rc=$?
+	if [ $rc -eq 2 ] && grep -q "NETAGENT_VX_SWEEP_MS must be an integer in 1000\.\.86400000" "$d3/log" && [ ! -S "$d3/sock" ]; then
+		ok "NETAGENT_VX_SWEEP_MS='$v' → exit 2, the variable and its range named, no socket"
+	else
+		not_ok "NETAGENT_VX_SWEEP_MS='$v' refused at start" "exit $rc" "$(tail -n 3 "$d3/log")"
+	fi
+done
+
 stop_agent a1 5
 is "final SIGTERM → exit 0" "$?" 0
 

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "netagent/validate.h"
@@ -419,13 +420,42 @@ static void test_mac(void **state)
 	assert_int_equal(na_mac_parse(NULL, m), -1);
 }
 
+static void test_env_int(void **state)
+{
+	(void)state;
+	const char *v = "NA_TEST_KNOB";
+	int out = -1;
+	na_err_t err = NA_ERR_INIT;
+	unsetenv(v);
+	assert_int_equal(na_env_int(v, 300, 1, 1000, &out, &err), 0);
+	assert_int_equal(out, 300);
+	setenv(v, "", 1);
+	assert_int_equal(na_env_int(v, 300, 1, 1000, &out, &err), 0);
+	assert_int_equal(out, 300);
+	setenv(v, "1000", 1);
+	assert_int_equal(na_env_int(v, 300, 1, 1000, &out, &err), 0);
+	assert_int_equal(out, 1000);
+	static const char *const bad[] = {"0", "1001", "12ms", " 5", "0x10", "-3", "99999999999"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		out = 7;
+		na_err_clear(&err);
+		setenv(v, bad[i], 1);
+		if (na_env_int(v, 300, 1, 1000, &out, &err) == 0)
+			fail_msg("accepted %s=\"%s\"", v, bad[i]);
+		assert_int_equal(err.status, 2);
+		assert_non_null(strstr(err.msg, "NA_TEST_KNOB must be an integer in 1..1000"));
+		assert_int_equal(out, 7);
+	}
+	unsetenv(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_name_valid), cmocka_unit_test(test_name_check),
 	    cmocka_unit_test(test_body_parse), cmocka_unit_test(test_fields),
 	    cmocka_unit_test(test_ipv4),       cmocka_unit_test(test_cidr),
-	    cmocka_unit_test(test_mac),
+	    cmocka_unit_test(test_mac),	       cmocka_unit_test(test_env_int),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
