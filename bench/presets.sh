@@ -9,7 +9,8 @@
 #     committed through the gateway, beside the same cluster switched live to Patroni's default
 #     timings (ttl 30, loop_wait 10, retry_timeout 10), and once more with tighter ones (ttl 8,
 #     loop_wait 1). Goal < 10 s.
-#   - switchover through the agent: request → first committed write through the gateway. Goal < 3 s.
+#   - switchover through the agent: request → first committed write through the gateway, by a
+#     client writing from the request on (Patroni's answer, polled once a second, beside). Goal < 3 s.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 RUNS=${BENCH_PG_RUNS:-3}
@@ -172,7 +173,15 @@ settled() {
 	[ -n "$N" ] && [ -n "$T" ] && [[ $roles == *replica* ]]
 }
 wait_for 120 settled || echo "cluster not settled before the switchover: $(for i in 0 1 2; do api b$((i + 1)) GET /v1/containers/m$i; json_get patroni.role "$HTTP_BODY"; done | tr '\n' ' ')"
+# A client writes through the gateway from the request on, as an application does: Patroni's
+# own answer comes later (its API checks the outcome once a second, after a first 1 s sleep),
+# and the time it answers is reported beside.
 t0=$(now_ms)
+(
+	until [ "$(gw_write_on)" = "${M[$T]}" ]; do sleep 0.05; [ $(($(now_ms) - t0)) -gt 60000 ] && break; done
+	echo $(($(now_ms) - t0)) >"$NA_TMP/sw_ms"
+) &
+SWW=$!
 # Patroni answers 412/503 while it is not ready for it (the agent passes it on): asked again.
 for _ in $(seq 20); do
 	api b$((N + 1)) POST "/v1/containers/m$N/switchover" -H 'Content-Type: application/json' -d "{\"to\":\"m$T\"}"
@@ -180,8 +189,9 @@ for _ in $(seq 20); do
 	sleep 0.5
 done
 sw_code=$HTTP_CODE
-until [ "$(gw_write_on)" = "${M[$T]}" ]; do sleep 0.05; [ $(($(now_ms) - t0)) -gt 60000 ] && break; done
-t_sw=$(($(now_ms) - t0))
+t_sw_api=$(($(now_ms) - t0))
+wait $SWW
+t_sw=$(cat "$NA_TMP/sw_ms")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b > 0) ? 100 * a / b : 0 }'; }
@@ -194,10 +204,10 @@ role presets (postgres, gateway): real Patroni/PostgreSQL 15 and HAProxy in runc
 | pgbench -S, 4 clients, ${SECS} s | through the gateway: ${t_gw} tps | direct to the leader: ${t_direct} tps | $(pct "$t_gw" "$t_direct") % | >= 90 % |
 | leader loss: kill -9 of the leader → first write through the gateway | ${t_loss} ms | the same with Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10): ${t_loss_def} ms | $(ratio "$t_loss" "$t_loss_def")x | < 10 s |
 | the same with ttl 8, loop_wait 1, retry_timeout 3 | ${t_loss_fast} ms | | | < 10 s |
-| switchover (HTTP $sw_code): request → first write on the new leader through the gateway | ${t_sw} ms | | | < 3 s |
+| switchover (HTTP $sw_code): request → first write on the new leader through the gateway | ${t_sw} ms | Patroni's answer to the request: ${t_sw_api} ms | | < 3 s |
 TXT
 bench_row presets "order-to-ready: PUT → leader accepts (median of $RUNS)" "${a_med} ms" "initdb + pg_ctl by hand ${h_med} ms" "$(ratio "$a_med" "$h_med")x" "<= 1.5x"
 bench_row presets "pgbench -S through the gateway" "${t_gw} tps" "direct to the leader ${t_direct} tps" "$(pct "$t_gw" "$t_direct") %" ">= 90 %"
 bench_row presets "leader kill -9 → first write through the gateway" "${t_loss} ms" "Patroni defaults ${t_loss_def} ms" "$(ratio "$t_loss" "$t_loss_def")x" "< 10 s"
 bench_row presets "leader kill -9 with ttl 8, loop_wait 1 → first write" "${t_loss_fast} ms" "" "" "< 10 s"
-bench_row presets "switchover → first write on the new leader" "${t_sw} ms" "" "" "< 3 s"
+bench_row presets "switchover → first write on the new leader" "${t_sw} ms" "Patroni answered after ${t_sw_api} ms" "" "< 3 s"
