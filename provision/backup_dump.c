@@ -72,9 +72,15 @@ void bk_dump_run(bk_t *b, na_req_t *req)
 	snprintf(pgpw, sizeof(pgpw), "PGPASSWORD=%s",
 		 json_string_value(pw) ? json_string_value(pw) : "");
 	bk_file(b->ct, b->id, path, sizeof(path));
+	/* At the lowest CPU and I/O priority (nice 19, idle class; pg_dump
+	 * inherits both): a follower shares its host with other clusters'
+	 * leaders, and a dump is worth waiting for, their commits are not.
+	 * runc 1.1's exec has no field for either, hence the two wrappers from
+	 * the host's /usr; lowering one's own priority needs no capability. */
 	const char *argv[] = {
-	    "pg_dumpall", "-h",		 "/var/run/postgresql",	    "-U", "postgres",
-	    "--clean",	  "--if-exists", "--quote-all-identifiers", NULL};
+	    "nice",	   "--adjustment=19",	      "ionice", "--class=idle", "pg_dumpall",
+	    "-h",	   "/var/run/postgresql",     "-U",	"postgres",	"--clean",
+	    "--if-exists", "--quote-all-identifiers", NULL};
 	const char *env[] = {pgpw, NULL};
 	pv_exec_req_t x = {.container = b->ct,
 			   .argv = argv,

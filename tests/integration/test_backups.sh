@@ -2,7 +2,8 @@
 # Backups of a real three-member Patroni/PostgreSQL 15 cluster with TLS (issue 10, docs/backups.md):
 #   - dumps: on a follower, asynchronous (202 + id), listed with every field, streamed, restored
 #     into an empty PostgreSQL with the same rows in every database; `keep` rotation, `per_day`
-#     refusal (429), DELETE; events and metrics per backup; records and quota after kill -9;
+#     refusal (429), DELETE; events and metrics per backup; records and quota after kill -9; a
+#     dump's pg_dump runs at nice 19 in the idle I/O class;
 #   - pgBackRest: the preset's pitr renders the stanza (= cluster), archive_mode, archive_command
 #     and retention; only the leader archives; full from a follower (through the primary's TLS
 #     server), incr from the other follower, diff from the leader, each with label and WAL range;
@@ -161,9 +162,30 @@ is "the dump restores into an empty server: table t, same rows" "$(rq postgres '
 is "and database app with its rows" "$(rq app 'select count(*) from u')" 321
 as_pg $PGBIN/pg_ctl -D "$R/data" -m immediate stop >/dev/null 2>&1
 
-# keep = 2, per_day = 3
+# keep = 2, per_day = 3. The second dump waits behind a lock the leader holds on t (replayed on
+# the follower) long enough to look at its pg_dump: nice 19 and the idle I/O class.
+pg_sql "a$L" "db1-$L" "begin; lock table t in access exclusive mode; select pg_sleep(6); commit" >/dev/null 2>&1 &
+LOCKER=$!
+track_pid $LOCKER
+sleep 1
 post "$FA" "$FC" '{"type":"dump"}'
 D2=$(json_get id "$HTTP_BODY")
+FNS=$(stat -L -c %i "$(ct_netns "$FA" "$FC")")
+dumper() {
+	local p
+	DPID=
+	for p in $(pgrep -x pg_dump); do
+		[ "$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null)" = "$FNS" ] && DPID=$p && return 0
+	done
+	return 1
+}
+if wait_for 4 dumper; then
+	is "the dump's pg_dump runs at nice 19" "$(ps -o ni= -p "$DPID" | tr -d ' ')" 19
+	like "and in the idle I/O class" "$(ionice -p "$DPID")" "^idle"
+else
+	not_ok "a pg_dump of the second dump in db1-$F1" "$(pgrep -a pg_dump)"
+fi
+wait $LOCKER 2>/dev/null
 wait_for 60 state_is "$FA" "$FC" "$D2" done || not_ok "dump $D2 done" "$(last_req)"
 post "$FA" "$FC" '{"type":"dump"}'
 D3=$(json_get id "$HTTP_BODY")
