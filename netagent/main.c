@@ -85,12 +85,9 @@ static const char *envopt(const char *opt)
 
 static int parse_int(const char *opt, const char *v, int min, int max, int *out, na_err_t *err)
 {
-	char *end;
-	long n = strtol(v, &end, 10);
-	if (!*v || *end || n < min || n > max)
+	if (na_int_parse(v, min, max, out) < 0)
 		return na_err_set(err, 2, "usage", opt, "--%s must be an integer in %d..%d", opt,
 				  min, max);
-	*out = (int)n;
 	return 0;
 }
 

@@ -320,6 +320,20 @@ void na_mac_fmt(const uint8_t mac[6], char *buf, size_t n)
 		 mac[5]);
 }
 
+int na_int_parse(const char *s, int min, int max, int *out)
+{
+	const char *d = s + (s[0] == '-');
+	if (*d < '0' || *d > '9') /* strtol would also take blanks and a '+' */
+		return -1;
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (*end || errno || v < min || v > max)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
 int na_env_int(const char *name, int def, int min, int max, int *out, na_err_t *err)
 {
 	const char *s = getenv(name);
@@ -327,15 +341,8 @@ int na_env_int(const char *name, int def, int min, int max, int *out, na_err_t *
 		*out = def;
 		return 0;
 	}
-	char *end = (char *)s;
-	long v = 0;
-	const char *d = s + (s[0] == '-');
-	errno = 0;
-	if (*d >= '0' && *d <= '9') /* strtol would also take blanks and a '+' */
-		v = strtol(s, &end, 10);
-	if (end == s || *end || errno || v < min || v > max)
+	if (na_int_parse(s, min, max, out) < 0)
 		return na_err_set(err, 2, "usage", NULL, "%s must be an integer in %d..%d", name,
 				  min, max);
-	*out = (int)v;
 	return 0;
 }

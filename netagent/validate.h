@@ -39,6 +39,9 @@ int na_ipv4_unicast(uint32_t addr); /* not 0/8, 127/8, multicast, broadcast, cla
 int na_mac_parse(const char *s, uint8_t mac[6]);
 void na_mac_fmt(const uint8_t mac[6], char *buf, size_t n); /* buf >= 18 */
 
+/* A decimal integer in [min, max], the whole string: no blanks, no '+', no
+ * suffix. 0, or -1 (out untouched). */
+int na_int_parse(const char *s, int min, int max, int *out);
 /* A tuning knob from the environment: NAME unset or empty gives def; an
  * integer in [min, max] is taken; anything else is a usage error (status 2)
  * naming the variable and its range, so a typo stops the agent at start. */

@@ -420,6 +420,26 @@ static void test_mac(void **state)
 	assert_int_equal(na_mac_parse(NULL, m), -1);
 }
 
+static void test_int_parse(void **state)
+{
+	(void)state;
+	int out = 7;
+	assert_int_equal(na_int_parse("0", 0, 10, &out), 0);
+	assert_int_equal(out, 0);
+	assert_int_equal(na_int_parse("-5", -10, 10, &out), 0);
+	assert_int_equal(out, -5);
+	assert_int_equal(na_int_parse("2147483647", 0, 2147483647, &out), 0);
+	assert_int_equal(out, 2147483647);
+	static const char *const bad[] = {
+	    "", "-", "11", "-11", "1x", " 1", "+1", "1 ", "0x1", "99999999999999999999", "--1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		out = 7;
+		if (na_int_parse(bad[i], -10, 10, &out) == 0)
+			fail_msg("accepted \"%s\"", bad[i]);
+		assert_int_equal(out, 7);
+	}
+}
+
 static void test_env_int(void **state)
 {
 	(void)state;
@@ -456,6 +476,7 @@ int main(void)
 	    cmocka_unit_test(test_body_parse), cmocka_unit_test(test_fields),
 	    cmocka_unit_test(test_ipv4),       cmocka_unit_test(test_cidr),
 	    cmocka_unit_test(test_mac),	       cmocka_unit_test(test_env_int),
+	    cmocka_unit_test(test_int_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
